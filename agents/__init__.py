@@ -1,0 +1,1 @@
+"""Planner, worker subgraphs and responder: each worker declares the facts it owns."""

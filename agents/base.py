@@ -1,0 +1,170 @@
+"""What a worker is: a spec (name, version, owned fact kinds and their schemas) and a subgraph.
+
+To add a worker, copy `agents/policy.py` (one node) or `agents/shipping.py` (a dependency call
+with degradation), give it a `SPEC`, and add it to `agents/registry.py`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from pydantic import BaseModel
+
+from graphs.state import (
+    Event,
+    Fact,
+    InterlockContext,
+    PlanStep,
+    StepStatus,
+    WorkerInput,
+    WorkerOutput,
+    WorkerReport,
+    WorkerState,
+)
+from tools.clock import iso, parse_iso
+from tools.governor import CallContext
+from tools.toolbox import Toolbox
+
+# `as_node` passes durability="exit" to subgraphs without a checkpointer (see there); LangGraph
+# warns that it has no effect, which is the point.
+warnings.filterwarnings("ignore", message="`durability` has no effect when no checkpointer",
+                        category=UserWarning)
+
+__all__ = [
+    "Node",
+    "as_node",
+    "WorkerDeps",
+    "WorkerSpec",
+    "call_context",
+    "deadline_of",
+    "make_fact",
+    "report",
+    "single_node_worker",
+]
+
+Node = Callable[..., Awaitable[dict[str, Any]]]
+"""An async LangGraph node function."""
+
+WorkerGraph = CompiledStateGraph[WorkerState, InterlockContext, WorkerInput, WorkerOutput]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerDeps:
+    """What a worker's builder gets: the toolbox, and guard nodes it must place in its graph."""
+
+    toolbox: Toolbox
+    """Store, dependency clients, governor, clock, settings."""
+    guards: Mapping[str, Node] = field(default_factory=dict)
+    """Guard nodes by name (the approval guard, for workers with side effects)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSpec:
+    """A worker: who it is, which fact kinds it owns, and how to build its subgraph."""
+
+    name: str
+    """Node name in the supervisor graph, and the `worker` of its plan steps."""
+    version: str
+    """The worker's own version, stamped on every fact it writes."""
+    description: str
+    """One line: what it does (shown in the README and to the LLM planner)."""
+    owns: Mapping[str, type[BaseModel]]
+    """Fact kinds this worker owns, each with the schema of its `value`."""
+    build: Callable[[WorkerDeps], WorkerGraph]
+    """Builds the compiled worker subgraph."""
+    side_effects: bool = False
+    """Whether a step of this worker changes the world (counted by the plan guard)."""
+    needs_order: bool = False
+    """Whether each step needs an order number."""
+    requires: tuple[str, ...] = ()
+    """Fact kinds each step needs from the steps it depends on (checked by the plan guard)."""
+
+
+def make_fact(spec: WorkerSpec, step: PlanStep, *, kind: str, subject: str,
+              value: BaseModel, source: str, as_of: datetime,
+              version: str | None = None) -> Fact:
+    """A fact with full provenance (the fact guard validates `value` against the kind's schema)."""
+    return Fact(id=f"{kind}:{subject}", kind=kind, subject=subject,
+                value=value.model_dump(mode="json"), source=source, version=version,
+                as_of=iso(as_of), worker=spec.name, worker_version=spec.version,
+                step_id=step["id"])
+
+
+def report(spec: WorkerSpec, step: PlanStep, status: StepStatus, facts: list[Fact], *,
+           degraded: list[str] | None = None, note: str = "",
+           events: list[Event] | None = None) -> dict[str, Any]:
+    """The node update that hands a step's outcome back to the supervisor."""
+    update: dict[str, Any] = {"inbox": [WorkerReport(
+        step_id=step["id"], worker=spec.name, status=status, facts=facts,
+        degraded=sorted(set(degraded or [])), note=note)]}
+    if events:
+        update["events"] = events
+    return update
+
+
+def deadline_of(state: WorkerState, runtime: Runtime[InterlockContext] | None = None
+                ) -> datetime:
+    """The deadline a step works to.
+
+    The request's, or the invocation's when the run context carries one (a resumed run),
+    extended after a human decision (`scratch.deadline_at`).
+    """
+    context = runtime.context if runtime is not None else None
+    deadline = parse_iso(context.deadline_at if context is not None and context.deadline_at
+                         else state["request"]["deadline_at"])
+    if fresh := state.get("scratch", {}).get("deadline_at"):
+        deadline = max(deadline, parse_iso(fresh))
+    return deadline
+
+
+def call_context(state: WorkerState, toolbox: Toolbox,
+                 runtime: Runtime[InterlockContext] | None = None) -> CallContext:
+    """A call context for this step: its id and what is left of the request's deadline."""
+    return CallContext.until(deadline_of(state, runtime), toolbox.clock,
+                             step_id=state["step"]["id"])
+
+
+def single_node_worker(spec: WorkerSpec, node: Node) -> WorkerGraph:
+    """A worker subgraph with one node (most read-only workers need no more).
+
+    It is compiled without a checkpointer of its own: a single node has no inner step to resume
+    (the supervisor graph checkpoints the step that ran it, with its report), and skipping the
+    subgraph's own checkpoints halves the checkpoint writes of a request. A worker that can
+    interrupt or has more than one step (refunds) keeps its own checkpoints.
+    """
+    graph = StateGraph(WorkerState, context_schema=InterlockContext, input_schema=WorkerInput,
+                       output_schema=WorkerOutput)
+    name = getattr(node, "__name__", spec.name)
+    graph.add_node(name, node)
+    graph.add_edge(START, name)
+    graph.add_edge(name, END)
+    return graph.compile(name=spec.name, checkpointer=False)
+
+
+def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
+    """The supervisor-graph node that runs a worker subgraph for one step.
+
+    It invokes the compiled subgraph (LangGraph nests it: traces, streaming with
+    `subgraphs=True`, and for a subgraph with its own checkpoints, interrupts and resume all
+    work as for a subgraph node), then stamps the report with the worker's true name, so a
+    worker cannot pass its output off as another's. A subgraph compiled without a checkpointer
+    runs with `durability="exit"`: it has nothing to persist, and LangGraph 1.2 would otherwise
+    wait for a checkpoint write that never comes.
+    """
+    durability: Literal["exit"] | None = "exit" if graph.checkpointer is False else None
+
+    async def run_worker(state: WorkerInput) -> dict[str, Any]:
+        out: dict[str, Any] = await graph.ainvoke(state, durability=durability)
+        for item in out.get("inbox", []):
+            item["worker"] = spec.name
+        return out
+
+    run_worker.__name__ = f"run_{spec.name}"
+    return run_worker

@@ -1,0 +1,64 @@
+"""Policy worker: pins the refund-policy version in effect at the time of the request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, ConfigDict
+
+from agents.base import WorkerDeps, WorkerGraph, WorkerSpec, make_fact, report, single_node_worker
+from graphs.state import InterlockContext, WorkerState
+from tools.clock import iso, parse_iso
+
+__all__ = ["SPEC", "PolicyValue"]
+
+
+class PolicyValue(BaseModel):
+    """The `policy` fact: the refund-policy version that decides this request."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    found: bool
+    version: str | None = None
+    effective_from: str | None = None
+    effective_to: str | None = None
+    return_window_days: int | None = None
+    text: str | None = None
+    superseded: list[str] = []
+
+
+def _build(deps: WorkerDeps) -> WorkerGraph:
+    toolbox = deps.toolbox
+
+    async def pin_policy(state: WorkerState, runtime: Runtime[InterlockContext]
+                         ) -> dict[str, Any]:
+        step = state["step"]
+        at = parse_iso(state["request"]["received_at"])
+        versions = await toolbox.store.policies()
+        current = next((p for p in versions if p.effective_from <= at and (
+            p.effective_to is None or at < p.effective_to)), None)
+        if current is None:
+            fact = make_fact(SPEC, step, kind="policy", subject="refund",
+                             value=PolicyValue(name="refund", found=False), source="store",
+                             as_of=at)
+            return report(SPEC, step, "not_found", [fact], note="no policy in effect")
+        value = PolicyValue(
+            name="refund", found=True, version=current.version,
+            effective_from=iso(current.effective_from),
+            effective_to=iso(current.effective_to) if current.effective_to else None,
+            return_window_days=current.return_window_days, text=current.text,
+            superseded=[p.version for p in versions
+                        if p.effective_to is not None and p.effective_to <= at])
+        fact = make_fact(SPEC, step, kind="policy", subject="refund", value=value,
+                         source="store", as_of=at, version=current.version)
+        return report(SPEC, step, "done", [fact])
+
+    return single_node_worker(SPEC, pin_policy)
+
+
+SPEC = WorkerSpec(
+    name="policy", version="1.0.0",
+    description="Finds the refund-policy version in effect when the request was made.",
+    owns={"policy": PolicyValue}, build=_build,
+)

@@ -1,0 +1,92 @@
+"""Shipping worker: finds the order's shipment in the store and asks the carrier for its status.
+
+When the carrier cannot be reached, the worker still reports what the store knows (carrier,
+tracking number, ship date) with `live=False`, and names `carrier` as degraded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, ConfigDict
+
+from agents.base import (
+    WorkerDeps,
+    WorkerGraph,
+    WorkerSpec,
+    call_context,
+    make_fact,
+    report,
+    single_node_worker,
+)
+from graphs.errors import DependencyError
+from graphs.state import InterlockContext, WorkerState
+from tools.clock import iso
+
+__all__ = ["SPEC", "ShipmentValue"]
+
+
+class ShipmentValue(BaseModel):
+    """The `shipment` fact: where an order's parcel is, live from the carrier when possible."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    order_id: int
+    found: bool
+    carrier: str | None = None
+    tracking_number: str | None = None
+    shipped_at: str | None = None
+    live: bool = False
+    status: str | None = None
+    eta: str | None = None
+    last_event: str | None = None
+    unavailable_reason: str | None = None
+
+
+def _build(deps: WorkerDeps) -> WorkerGraph:
+    toolbox = deps.toolbox
+
+    async def track_shipment(state: WorkerState, runtime: Runtime[InterlockContext]
+                             ) -> dict[str, Any]:
+        step = state["step"]
+        order_id = step["order_id"]
+        assert order_id is not None
+        shipment = await toolbox.store.shipment(order_id, actor=state["request"]["actor"])
+        now = toolbox.clock.now()
+        if shipment is None:
+            fact = make_fact(SPEC, step, kind="shipment", subject=str(order_id),
+                             value=ShipmentValue(order_id=order_id, found=False),
+                             source="store", as_of=now)
+            return report(SPEC, step, "not_found", [fact], note="no shipment")
+        base = ShipmentValue(order_id=order_id, found=True, carrier=shipment.carrier,
+                             tracking_number=shipment.tracking_number,
+                             shipped_at=iso(shipment.shipped_at))
+        ctx = call_context(state, toolbox, runtime)
+        try:
+            tracking = await toolbox.carrier.track(shipment.tracking_number, ctx)
+        except DependencyError as exc:
+            value = base.model_copy(update={"unavailable_reason": exc.reason})
+            fact = make_fact(SPEC, step, kind="shipment", subject=str(order_id), value=value,
+                             source="store", as_of=now)
+            return report(SPEC, step, "degraded", [fact], degraded=["carrier"],
+                          note=f"carrier unavailable ({exc.reason})", events=ctx.events)
+        if tracking is None:
+            value = base.model_copy(update={"unavailable_reason": "unknown_to_carrier"})
+            fact = make_fact(SPEC, step, kind="shipment", subject=str(order_id), value=value,
+                             source="store", as_of=now)
+            return report(SPEC, step, "done", [fact], note="carrier does not know the parcel",
+                          events=ctx.events)
+        value = base.model_copy(update={"live": True, "status": tracking.status,
+                                        "eta": tracking.eta, "last_event": tracking.last_event})
+        fact = make_fact(SPEC, step, kind="shipment", subject=str(order_id), value=value,
+                         source="carrier", as_of=tracking.as_of)
+        return report(SPEC, step, "done", [fact], events=ctx.events)
+
+    return single_node_worker(SPEC, track_shipment)
+
+
+SPEC = WorkerSpec(
+    name="shipping", version="1.0.0",
+    description="Tracks an order's shipment with the carrier (live status, ETA, last event).",
+    owns={"shipment": ShipmentValue}, build=_build, needs_order=True,
+)

@@ -1,0 +1,1 @@
+"""Checkpointer factory, history and lineage over LangGraph checkpoints."""

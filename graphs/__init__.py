@@ -1,0 +1,1 @@
+"""Interlock graphs: state, settings, the supervisor graph, the CLI."""

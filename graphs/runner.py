@@ -1,0 +1,201 @@
+"""Run, resume and inspect requests: the one code path the CLI, the demo and notebooks share.
+
+Usage: `async with open_interlock() as app: result = await app.run("Where is order 1042?")`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command, StateSnapshot
+
+from agents.base import WorkerSpec
+from checkpoints.history import HistoryStep, history
+from checkpoints.saver import open_checkpointer
+from graphs.errors import InputError, NotFoundError
+from graphs.settings import Settings
+from graphs.state import STAFF, Actor, InterlockContext
+from graphs.supervisor import InterlockGraph, build_graph
+from guards.intake import may_use_thread
+from tools.clock import iso
+from tools.toolbox import Toolbox, build_toolbox
+
+__all__ = ["Interlock", "RunResult", "open_interlock"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    """The outcome of one run or resume, as the CLI's `--json` prints it."""
+
+    thread_id: str
+    """The conversation."""
+    status: str
+    """completed, awaiting_approval, refused or failed."""
+    answer: str
+    """The answer (after the output guard), or what is awaited."""
+    degraded: list[str]
+    """Dependencies that could not be reached."""
+    pending_approval: dict[str, Any] | None
+    """The approval request, while one waits."""
+    checkpoint_id: str | None
+    """The latest checkpoint of the thread."""
+    error: dict[str, str] | None = None
+    """Why the request ended early (code, message), if it did."""
+    plan: dict[str, Any] | None = field(default=None, repr=False)
+    """The executed plan."""
+    facts: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Facts in force after the run."""
+    verdicts: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Verdicts of this request."""
+    events: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Tool-layer events of this request (attempts, retries, breaker transitions)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI contract's object (plus `error`)."""
+        data = asdict(self)
+        for key in ("plan", "facts", "verdicts", "events"):
+            data.pop(key)
+        return data
+
+    @property
+    def bad_input(self) -> bool:
+        """Whether the request was refused as bad input."""
+        return self.error is not None and self.error.get("code") in ("bad_input", "not_found")
+
+
+def _config(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
+
+
+def summarize(thread_id: str, snap: StateSnapshot) -> RunResult:
+    """A RunResult from a thread's latest state."""
+    values: dict[str, Any] = snap.values or {}
+    pending = [i.value for i in snap.interrupts]
+    checkpoint_id = (snap.config or {}).get("configurable", {}).get("checkpoint_id")
+    request = values.get("request") or {}
+    turn = request.get("turn")
+    verdicts = [v for v in values.get("verdicts", []) if v.get("turn") == turn]
+    events = [e for e in values.get("events", [])
+              if str(e.get("step_id") or "").startswith(f"t{turn}.")]
+    common: dict[str, Any] = {"thread_id": thread_id,
+                              "degraded": list(values.get("degraded") or []),
+              "checkpoint_id": checkpoint_id, "plan": values.get("plan"),
+              "facts": dict(values.get("facts") or {}), "verdicts": verdicts,
+                              "events": events}
+    if pending:
+        approval = pending[0]
+        amount = approval.get("amount_cents", 0) / 100 if isinstance(approval, dict) else 0
+        answer = (f"The refund of ${amount:,.2f} on order {approval.get('order_id')} waits "
+                  f"for approval by support staff." if isinstance(approval, dict)
+                  else "Waiting for approval.")
+        return RunResult(status="awaiting_approval", answer=answer, pending_approval=approval,
+                         **common)
+    status = values.get("status") or "failed"
+    answer = ""
+    messages = values.get("messages") or []
+    if messages and isinstance(messages[-1], AIMessage):
+        answer = str(messages[-1].content)
+    error = values.get("error")
+    if snap.next:
+        status = "failed"
+        error = {"code": "interrupted",
+                 "message": f"The run stopped before it finished; `interlock resume "
+                            f"{thread_id}` continues it from its last checkpoint."}
+    return RunResult(status=status, answer=answer, pending_approval=None,
+                     error=dict(error) if error else None, **common)
+
+
+class Interlock:
+    """A compiled graph with its checkpointer and toolbox, ready to run requests."""
+
+    def __init__(self, graph: InterlockGraph, toolbox: Toolbox) -> None:
+        self.graph = graph
+        self.toolbox = toolbox
+        self.settings = toolbox.settings
+
+    def _context(self, actor: Actor) -> InterlockContext:
+        deadline = self.toolbox.clock.now() + timedelta(seconds=self.settings.deadline_s)
+        return InterlockContext(actor=actor, deadline_at=iso(deadline))
+
+    async def state(self, thread_id: str) -> StateSnapshot:
+        """The thread's latest state snapshot."""
+        return await self.graph.aget_state(_config(thread_id))
+
+    async def result(self, thread_id: str) -> RunResult:
+        """The thread's latest result; NotFoundError if the thread does not exist."""
+        snap = await self.state(thread_id)
+        if not snap.values:
+            raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
+        return summarize(thread_id, snap)
+
+    async def run(self, message: str, *, thread_id: str | None = None,
+                  actor: Actor = STAFF) -> RunResult:
+        """Run one request (a new thread unless `thread_id` names an existing one)."""
+        if thread_id is None:
+            thread_id = f"t-{uuid.uuid4().hex[:12]}"
+        elif (snap := await self.state(thread_id)).values:
+            owner = snap.values.get("owner")
+            if owner is not None and not may_use_thread(actor, owner):
+                raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
+            if snap.interrupts:
+                raise InputError(f"Thread {thread_id!r} is waiting for a refund approval; "
+                                 f"resume it with --approve or --reject first.", field="thread")
+        payload: Any = {"messages": [{"role": "user", "content": message}]}
+        await self.graph.ainvoke(payload, _config(thread_id), context=self._context(actor),
+                                 durability="sync")
+        return summarize(thread_id, await self.state(thread_id))
+
+    async def resume(self, thread_id: str, *, approve: bool | None = None, note: str = "",
+                     actor: Actor = STAFF) -> RunResult:
+        """Answer a pending approval (`approve`), or continue a stopped run (`approve=None`)."""
+        snap = await self.state(thread_id)
+        if not snap.values:
+            raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
+        if approve is not None:
+            if not snap.interrupts:
+                raise InputError(f"Thread {thread_id!r} has nothing awaiting approval.",
+                                 field="thread")
+            answer = {"approved": approve, "note": note}
+            resume: Any = (answer if len(snap.interrupts) == 1
+                           else {i.id: answer for i in snap.interrupts})
+            command: Any = Command(resume=resume)
+        elif snap.interrupts:
+            raise InputError(f"Thread {thread_id!r} waits for a refund approval; "
+                             f"use --approve or --reject.", field="thread")
+        elif not snap.next:
+            return summarize(thread_id, snap)
+        else:
+            command = None
+        await self.graph.ainvoke(command, _config(thread_id), context=self._context(actor),
+                                 durability="sync")
+        return summarize(thread_id, await self.state(thread_id))
+
+    async def history(self, thread_id: str) -> list[HistoryStep]:
+        """Every step of the thread, oldest first; NotFoundError if it does not exist."""
+        steps = await history(self.graph, thread_id)
+        if not steps:
+            raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
+        return steps
+
+
+@asynccontextmanager
+async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox | None = None,
+                         workers: Sequence[WorkerSpec] | None = None
+                         ) -> AsyncIterator[Interlock]:
+    """Open the SQLite checkpointer under INTERLOCK_HOME and build the graph on it."""
+    settings = settings or (toolbox.settings if toolbox else Settings.from_env())
+    toolbox = toolbox or build_toolbox(settings)
+    async with open_checkpointer(settings.checkpoints_path,
+                                 synchronous=settings.sqlite_synchronous) as saver:
+        try:
+            yield Interlock(build_graph(checkpointer=saver, toolbox=toolbox, workers=workers),
+                            toolbox)
+        finally:
+            await toolbox.aclose()

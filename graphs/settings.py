@@ -1,0 +1,239 @@
+"""Settings: read from the environment once into one frozen object, then passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from graphs.errors import ConfigError
+
+__all__ = [
+    "DEPENDENCIES",
+    "DependencyPolicy",
+    "FaultSpec",
+    "Settings",
+]
+
+DEPENDENCIES: tuple[str, ...] = ("carrier", "payments", "model")
+"""Every external dependency, each with its own breaker, policy and (simulated) faults."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultSpec:
+    """Faults a simulator injects (`INTERLOCK_FAULTS_<DEP>="fail=1.0,latency=0.5"`)."""
+
+    fail: float = 0.0
+    """Share of calls answered with 503 (0..1)."""
+    latency: float = 0.0
+    """Seconds added before every answer."""
+    throttle: float = 0.0
+    """Share of calls answered with 429 and `Retry-After`."""
+    retry_after: float = 1.0
+    """Seconds named in `Retry-After` when throttling."""
+    lose: float = 0.0
+    """Share of calls whose effect happens but whose answer is lost (a 504 after the effect)."""
+    seed: int = 7
+    """Seed of the simulator's random choices, so fault runs are repeatable."""
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault is configured."""
+        return bool(self.fail or self.latency or self.throttle or self.lose)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DependencyPolicy:
+    """How one dependency is called (`INTERLOCK_DEP_<DEP>="timeout=2,fail_max=5"`)."""
+
+    timeout: float
+    """Seconds one attempt may take (cut further by the request's deadline)."""
+    attempts: int = 3
+    """Most attempts of one logical call, the first included."""
+    fail_max: int = 5
+    """Consecutive failures that open the breaker."""
+    reset_timeout: float = 30.0
+    """Seconds an open breaker waits before letting a probe through."""
+    success_threshold: int = 1
+    """Successful probes that close a half-open breaker."""
+    max_concurrency: int = 16
+    """Calls in flight at once (the bulkhead)."""
+    bulkhead_wait: float = 0.05
+    """Seconds a call may wait for a bulkhead slot before it is rejected."""
+    backoff_base: float = 0.1
+    """First retry's backoff cap, in seconds; doubles per attempt (full jitter)."""
+    backoff_cap: float = 2.0
+    """Largest backoff, in seconds."""
+    retry_ratio: float = 0.1
+    """Retries may add at most this share of first attempts (the retry budget)."""
+    retry_reserve: int = 10
+    """Retries allowed per window on top of the ratio."""
+    retry_window: float = 10.0
+    """Seconds over which the retry budget is counted."""
+
+
+_N = TypeVar("_N", int, float)
+_D = TypeVar("_D", FaultSpec, DependencyPolicy)
+
+_DEFAULT_POLICIES: dict[str, DependencyPolicy] = {
+    "carrier": DependencyPolicy(timeout=2.0, attempts=3, max_concurrency=16),
+    "payments": DependencyPolicy(timeout=5.0, attempts=3, max_concurrency=8),
+    "model": DependencyPolicy(timeout=20.0, attempts=2, fail_max=3, reset_timeout=60.0,
+                              max_concurrency=4),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every setting of Interlock. Build with `Settings.from_env()`; never read env elsewhere."""
+
+    home: Path = Path(".interlock")
+    """INTERLOCK_HOME: data directory (store database, checkpoints, payments simulator)."""
+    model: str = "rules"
+    """INTERLOCK_MODEL: `rules` (no model) or `openai:<model>`."""
+    openai_base_url: str | None = None
+    """OPENAI_BASE_URL: any OpenAI-compatible server."""
+    openai_api_key: str | None = None
+    """OPENAI_API_KEY: the key sent to that server."""
+    carrier_url: str | None = None
+    """INTERLOCK_CARRIER_URL: carrier tracking API; unset = in-process simulator."""
+    payments_url: str | None = None
+    """INTERLOCK_PAYMENTS_URL: payments API; unset = in-process simulator."""
+    auto_approve_cents: int = 5000
+    """INTERLOCK_AUTO_APPROVE_CENTS: refunds above this wait for a human."""
+    deadline_s: float = 30.0
+    """INTERLOCK_DEADLINE_S: end-to-end deadline of one request."""
+    max_steps: int = 8
+    """INTERLOCK_MAX_STEPS: most steps a plan may have."""
+    max_side_effects: int = 1
+    """INTERLOCK_MAX_SIDE_EFFECTS: most side-effecting steps (refunds) in one request."""
+    max_hops: int = 8
+    """INTERLOCK_MAX_HOPS: most supervisor hops in one request; a runaway plan ends here."""
+    sqlite_synchronous: str = "NORMAL"
+    """INTERLOCK_SQLITE_SYNCHRONOUS: NORMAL (survives process crashes) or FULL (power loss too)."""
+    policies: Mapping[str, DependencyPolicy] = field(
+        default_factory=lambda: dict(_DEFAULT_POLICIES)
+    )
+    """INTERLOCK_DEP_<DEP>: timeout, attempts and breaker tuning per dependency."""
+    faults: Mapping[str, FaultSpec] = field(default_factory=dict)
+    """INTERLOCK_FAULTS_<DEP>: faults the in-process simulators inject, per dependency."""
+
+    @property
+    def store_path(self) -> Path:
+        """The store database (orders, shipments, policies)."""
+        return self.home / "store.db"
+
+    @property
+    def checkpoints_path(self) -> Path:
+        """The SQLite checkpoint database."""
+        return self.home / "checkpoints.db"
+
+    @property
+    def payments_sim_path(self) -> Path:
+        """Where the in-process payments simulator keeps its refunds."""
+        return self.home / "payments-sim.db"
+
+    def policy(self, dependency: str) -> DependencyPolicy:
+        """The call policy of one dependency."""
+        return self.policies[dependency]
+
+    def fault(self, dependency: str) -> FaultSpec:
+        """The faults configured for one dependency's simulator."""
+        return self.faults.get(dependency, FaultSpec())
+
+    def with_faults(self, dependency: str, spec: FaultSpec) -> Settings:
+        """A copy with one dependency's simulated faults replaced."""
+        return replace(self, faults={**self.faults, dependency: spec})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from `env` (default: the process environment) and validate it."""
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        model = text("INTERLOCK_MODEL") or defaults.model
+        if model != "rules" and not (model.startswith("openai:") and len(model) > 7):
+            raise ConfigError("expected `rules` or `openai:<model>`", variable="INTERLOCK_MODEL")
+        synchronous = (text("INTERLOCK_SQLITE_SYNCHRONOUS") or defaults.sqlite_synchronous).upper()
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError("expected NORMAL or FULL", variable="INTERLOCK_SQLITE_SYNCHRONOUS")
+        policies = dict(defaults.policies)
+        faults: dict[str, FaultSpec] = {}
+        for dep in DEPENDENCIES:
+            var = f"INTERLOCK_DEP_{dep.upper()}"
+            if raw := text(var):
+                policies[dep] = _parse_spec(policies[dep], raw, var)
+            var = f"INTERLOCK_FAULTS_{dep.upper()}"
+            if raw := text(var):
+                faults[dep] = _parse_spec(FaultSpec(), raw, var)
+        return cls(
+            home=Path(text("INTERLOCK_HOME") or defaults.home),
+            model=model,
+            openai_base_url=text("OPENAI_BASE_URL"),
+            openai_api_key=text("OPENAI_API_KEY"),
+            carrier_url=_url(text("INTERLOCK_CARRIER_URL"), "INTERLOCK_CARRIER_URL"),
+            payments_url=_url(text("INTERLOCK_PAYMENTS_URL"), "INTERLOCK_PAYMENTS_URL"),
+            auto_approve_cents=_number(env, "INTERLOCK_AUTO_APPROVE_CENTS",
+                                       defaults.auto_approve_cents, int, minimum=0),
+            deadline_s=_number(env, "INTERLOCK_DEADLINE_S", defaults.deadline_s, float,
+                               minimum=0.1),
+            max_steps=_number(env, "INTERLOCK_MAX_STEPS", defaults.max_steps, int, minimum=1),
+            max_side_effects=_number(env, "INTERLOCK_MAX_SIDE_EFFECTS",
+                                     defaults.max_side_effects, int, minimum=0),
+            max_hops=_number(env, "INTERLOCK_MAX_HOPS", defaults.max_hops, int, minimum=1),
+            sqlite_synchronous=synchronous,
+            policies=policies,
+            faults=faults,
+        )
+
+
+def _url(value: str | None, variable: str) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"expected an http(s) URL, got {value!r}", variable=variable)
+    return value.rstrip("/")
+
+
+def _number(
+    env: Mapping[str, str], variable: str, default: _N, kind: type[_N], *, minimum: _N
+) -> _N:
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"expected a number, got {raw!r}", variable=variable) from None
+    if value < minimum:
+        raise ConfigError(f"must be at least {minimum}, got {raw}", variable=variable)
+    return value
+
+
+def _parse_spec(base: _D, raw: str, variable: str) -> _D:
+    """Parse `key=value,key=value` into a copy of `base` with those fields replaced."""
+    known = {f.name: f for f in fields(base)}
+    changes: dict[str, Any] = {}
+    for part in raw.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            names = ", ".join(sorted(known))
+            raise ConfigError(f"expected key=value pairs with keys {names}; got {part!r}",
+                              variable=variable)
+        kind = int if known[key].type in ("int", int) else float
+        try:
+            number = kind(value.strip())
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}", variable=variable) from None
+        if number < 0 or (isinstance(base, FaultSpec) and key in ("fail", "throttle", "lose")
+                          and number > 1):
+            raise ConfigError(f"{key}={value} is out of range", variable=variable)
+        changes[key] = number
+    return replace(base, **changes)

@@ -1,0 +1,58 @@
+"""Who is asking: taken from the server's auth or the run's context, never from user input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+
+from graphs.state import STAFF, Actor, InterlockContext
+
+__all__ = ["is_staff", "resolve_actor"]
+
+
+def _coerce(value: Any) -> Actor | None:
+    """An Actor from a mapping or an object with `kind` / `customer_id`, if it is a valid one."""
+    get = value.get if isinstance(value, dict) else (lambda k, d=None: getattr(value, k, d))
+    kind = get("kind", None)
+    customer_id = get("customer_id", None)
+    if kind == "staff":
+        return Actor(kind="staff", customer_id=None)
+    if kind == "customer" and isinstance(customer_id, int) and not isinstance(customer_id, bool):
+        return Actor(kind="customer", customer_id=customer_id)
+    return None
+
+
+def resolve_actor(runtime: Runtime[InterlockContext] | None,
+                  config: RunnableConfig | None = None) -> Actor:
+    """The actor of this invocation: the server's authenticated user, else the run context.
+
+    With an authenticated LangGraph server user present, the context is ignored: a client may
+    send any context, but it cannot choose who it is. A user or context that does not describe
+    a valid actor yields a customer who sees nothing (fail closed), never staff.
+    """
+    if config is None:
+        try:
+            config = get_config()
+        except RuntimeError:  # called outside a graph run
+            config = {}
+    server = runtime.server_info if runtime is not None else None
+    user = server.user if server is not None and server.user is not None else (
+        (config.get("configurable") or {}).get("langgraph_auth_user"))
+    if user is not None:
+        actor = _coerce(getattr(user, "actor", None) or user)
+        return actor or Actor(kind="customer", customer_id=None)
+    context = runtime.context if runtime is not None else None
+    if context is None:
+        return STAFF
+    actor = _coerce(context.actor if isinstance(context, InterlockContext) else
+                    getattr(context, "actor", None) or (context.get("actor")
+                                                        if isinstance(context, dict) else None))
+    return actor or Actor(kind="customer", customer_id=None)
+
+
+def is_staff(actor: Actor) -> bool:
+    """Whether the actor is support staff."""
+    return actor["kind"] == "staff"

@@ -1,0 +1,133 @@
+"""Output guard: the last node before an answer leaves.
+
+- redacts email addresses, phone numbers and card-like numbers;
+- keeps only statements backed by a fact of this request: every order number, tracking number
+  and amount it mentions must appear in a fact;
+- never lets an answer say a refund was made unless a refund fact says it was executed.
+A sentence that fails is removed, and the verdict says which and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from langchain_core.messages import AIMessage
+
+from graphs.state import Draft, Fact, InterlockState, Verdict
+from tools.clock import Clock, iso
+
+__all__ = ["check_answer", "check_statement", "make_output_guard", "redact"]
+
+GUARD = "output"
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
+_PHONE = re.compile(r"(?<![\w$.,])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])"
+                    r"\d{3,4}[\s.-]?\d{3,4}(?![\w])")
+_ORDER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
+_TRACKING = re.compile(r"\b([A-Z]{2}\d{8,16})\b")
+_MONEY = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})*|\d+)(?:\.(\d{2}))?")
+_REFUND_DONE = re.compile(
+    r"\b(?:(?:i|we)\s+(?:have\s+)?refunded"
+    r"|(?:has|have|was|were|is|are|got)\s+(?:been\s+|now\s+)?refunded"
+    r"|(?:i|we)\s*(?:will|'ll)\s+refund"
+    r"|refund\b(?:(?!\b(?:not|never|no)\b)[^.]){0,60}?\b(?:has been|have been|was|is being|"
+    r"will be)\s+(?:issued|processed|made|sent|completed|executed|paid|approved))\b",
+    re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def redact(text: str) -> tuple[str, list[str]]:
+    """`text` with personal data replaced, and the kinds that were found."""
+    found: list[str] = []
+    for name, pattern, label in (("email", _EMAIL, "[email redacted]"),
+                                 ("card", _CARD, "[card number redacted]"),
+                                 ("phone", _PHONE, "[phone redacted]")):
+        text, count = pattern.subn(label, text)
+        if count:
+            found.append(f"{name} x{count}")
+    return text, found
+
+
+def _cents_in(value: Any) -> Iterable[int]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, int) and key.endswith("_cents"):
+                yield item
+            else:
+                yield from _cents_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _cents_in(item)
+
+
+def check_statement(text: str, facts: list[Fact]) -> tuple[str, list[str]]:
+    """Keep the sentences of `text` that `facts` back; return the kept text and the problems."""
+    orders = {int(f["value"]["order_id"]) for f in facts if "order_id" in f["value"]}
+    tracking = {f["value"].get("tracking_number") for f in facts if f["kind"] == "shipment"}
+    cents = {c for f in facts for c in _cents_in(f["value"])}
+    executed = {int(f["value"]["order_id"]) for f in facts
+                if f["kind"] == "refund" and f["value"].get("status") == "executed"}
+    kept: list[str] = []
+    problems: list[str] = []
+    for sentence in _SENTENCE.split(text):
+        if not sentence.strip():
+            continue
+        issue = None
+        named = [int(n) for n in _ORDER.findall(sentence)]
+        if unbacked := [n for n in named if n not in orders]:
+            issue = f"unbacked_order: {unbacked[0]}"
+        elif bad := [t for t in _TRACKING.findall(sentence) if t not in tracking]:
+            issue = f"unbacked_tracking: {bad[0]}"
+        else:
+            amounts = [int(whole.replace(",", "")) * 100 + int(frac or 0)
+                       for whole, frac in _MONEY.findall(sentence)]
+            if bad_amounts := [a for a in amounts if a not in cents]:
+                issue = f"unbacked_amount: {bad_amounts[0]} cents"
+            elif _REFUND_DONE.search(sentence) and not (named and set(named) <= executed):
+                issue = "unexecuted_refund: the answer says a refund was made; none was executed"
+        if issue:
+            problems.append(issue)
+        else:
+            kept.append(sentence.strip())
+    return " ".join(kept), problems
+
+
+def check_answer(draft: Draft, facts: list[Fact]) -> tuple[str, list[str]]:
+    """The answer from a draft: grounded statements, then notices; and the problems found."""
+    lines: list[str] = []
+    problems: list[str] = []
+    for statement in draft["statements"]:
+        kept, found = check_statement(statement, facts)
+        problems.extend(found)
+        if kept:
+            lines.append(kept)
+    if problems:
+        lines.append("(Some statements were withheld because no recorded fact backs them.)")
+    lines.extend(draft["notices"])
+    return "\n".join(lines), problems
+
+
+def make_output_guard(clock: Clock) -> Any:
+    """The output guard node: it turns the responder's draft into the answer message."""
+
+    async def output_guard(state: InterlockState) -> dict[str, Any]:
+        draft = state.get("draft_answer") or Draft(statements=[], notices=[])
+        request = state["request"]
+        turn = request["turn"]
+        results = state.get("results", {})
+        fact_ids = [fid for r in results.values() if r["step_id"].startswith(f"t{turn}.")
+                    for fid in r["fact_ids"]]
+        facts = [state["facts"][fid] for fid in fact_ids if fid in state.get("facts", {})]
+        text, problems = check_answer(draft, facts)
+        text, pii = redact(text or "I could not produce an answer backed by recorded facts.")
+        reasons = problems + [f"redacted: {p}" for p in pii]
+        verdict = Verdict(guard=GUARD, passed=not reasons,
+                          action="redact" if reasons else "allow",
+                          reasons=reasons or ["grounded: every statement is backed by a fact"],
+                          fact_ids=fact_ids, step_id=None, turn=turn, at=iso(clock.now()))
+        return {"messages": [AIMessage(content=text, name="interlock")],
+                "draft_answer": None, "verdicts": [verdict]}
+
+    return output_guard

@@ -1,0 +1,165 @@
+"""Plan guard: only a sound plan reaches the supervisor.
+
+Rejects unknown workers, bad dependencies (missing, cyclic, or a step that does not wait for
+the facts it needs), too many steps or side effects, and any order number or amount the
+request never mentioned. A rejected model plan falls back to the rules planner; the rejection
+is recorded as a verdict either way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from langgraph.types import Command
+
+from graphs.errors import InputError
+from graphs.plans import compute_waves, find_cycle, mentions
+from graphs.settings import Settings
+from graphs.state import ErrorInfo, InterlockState, Plan, Verdict
+from tools.clock import Clock, iso
+
+__all__ = ["WorkerTraits", "make_plan_guard", "plan_problems"]
+
+GUARD = "plan"
+
+
+class WorkerTraits(Protocol):
+    """What the plan guard needs to know of a worker (`agents.base.WorkerSpec` has it)."""
+
+    @property
+    def name(self) -> str:
+        """The worker's name."""
+
+    @property
+    def side_effects(self) -> bool:
+        """Whether its steps change the world."""
+
+    @property
+    def needs_order(self) -> bool:
+        """Whether each step needs an order number."""
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Fact kinds its steps need from the steps they depend on."""
+
+    @property
+    def owns(self) -> Mapping[str, Any]:
+        """Fact kinds it owns."""
+
+
+def plan_problems(plan: Plan, text: str, *, turn: int, settings: Settings,
+                  workers: Mapping[str, WorkerTraits]) -> list[str]:
+    """Everything wrong with `plan` for the request `text` (empty: the plan is sound)."""
+    problems: list[str] = []
+    steps = plan["steps"]
+    if len(steps) > settings.max_steps:
+        problems.append(f"too_many_steps: {len(steps)} > {settings.max_steps}")
+    found = mentions(text)
+    by_id = {s["id"]: s for s in steps}
+    if len(by_id) != len(steps):
+        problems.append("duplicate_step_ids")
+    owner_of = {kind: w.name for w in workers.values() for kind in w.owns}
+    id_format = re.compile(rf"^t{turn}\.s\d+$")
+    seen: set[tuple[str, int | None]] = set()
+    effects = 0
+    for step in steps:
+        sid, worker = step["id"], workers.get(step["worker"])
+        if not id_format.match(sid):
+            problems.append(f"bad_step_id: {sid}")
+        if worker is None:
+            problems.append(f"unknown_worker: {step['worker']} ({sid})")
+            continue
+        if (step["worker"], step["order_id"]) in seen:
+            problems.append(f"duplicate_step: {step['worker']} for order {step['order_id']}")
+        seen.add((step["worker"], step["order_id"]))
+        effects += worker.side_effects
+        order_id, amount = step["order_id"], step["amount_cents"]
+        if worker.needs_order and order_id is None:
+            problems.append(f"missing_order: {sid} ({worker.name}) needs an order number")
+        if not worker.needs_order and order_id is not None:
+            problems.append(f"unexpected_order: {sid} ({worker.name}) takes no order number")
+        if order_id is not None and order_id not in found.order_ids:
+            problems.append(f"unmentioned_order: {order_id} does not appear in the request")
+        if amount is not None and not worker.side_effects:
+            problems.append(f"unexpected_amount: {sid} ({worker.name}) takes no amount")
+        if amount is not None and amount not in found.amounts_cents:
+            problems.append(f"unmentioned_amount: {amount} cents does not appear in the request")
+        for dep in step["depends_on"]:
+            if dep not in by_id:
+                problems.append(f"unknown_dependency: {sid} depends on {dep}")
+        for kind in worker.requires:
+            providers = [by_id[d] for d in step["depends_on"] if d in by_id
+                         and by_id[d]["worker"] == owner_of.get(kind)
+                         and (kind != "order" or by_id[d]["order_id"] == order_id)]
+            if not providers:
+                problems.append(f"bad_order: {sid} ({worker.name}) must wait for a step that "
+                                f"provides its {kind} fact")
+    if effects > settings.max_side_effects:
+        problems.append(f"too_many_side_effects: {effects} > {settings.max_side_effects}")
+    if cycle := find_cycle(steps):
+        problems.append(f"dependency_cycle: {' -> '.join(cycle)}")
+    return problems
+
+
+def make_plan_guard(settings: Settings, clock: Clock, workers: Mapping[str, WorkerTraits],
+                    fallback: Callable[[str, int], Plan]) -> Any:
+    """The plan guard node; `fallback(text, turn)` is the rules planner."""
+
+    async def plan_guard(state: InterlockState) -> Command[str]:
+        request = state["request"]
+        text, turn = request["text"], request["turn"]
+        candidate = state.get("candidate_plan")
+        verdicts: list[Verdict] = []
+        if fallback_reason := state.get("planner_fallback"):
+            verdicts.append(Verdict(guard=GUARD, passed=False, action="refuse",
+                                    reasons=[f"model_plan_unusable: {fallback_reason}; "
+                                             f"the rules planner stood in"],
+                                    fact_ids=[], step_id=None, turn=turn, at=iso(clock.now())))
+        if candidate is None:  # the planner could not read the request
+            error = state.get("error") or ErrorInfo(code="bad_input",
+                                                    message="I could not read the request.")
+            return Command(goto="responder", update={
+                "plan": None, "status": "refused", "error": error,
+                "verdicts": [*verdicts, Verdict(
+                    guard=GUARD, passed=False, action="refuse",
+                    reasons=[f"{error['code']}: {error['message']}"], fact_ids=[],
+                    step_id=None, turn=turn, at=iso(clock.now()))]})
+
+        def verdict(plan: Plan, problems: list[str]) -> Verdict:
+            return Verdict(guard=GUARD, passed=not problems,
+                           action="refuse" if problems else "allow",
+                           reasons=problems or [f"plan from {plan['source']}: "
+                                                f"{len(plan['steps'])} steps"],
+                           fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))
+
+        try:
+            problems = plan_problems(candidate, text, turn=turn, settings=settings,
+                                     workers=workers)
+            verdicts.append(verdict(candidate, problems))
+            plan = candidate
+            if problems and candidate["source"] == "model":
+                plan = fallback(text, turn)
+                problems = plan_problems(plan, text, turn=turn, settings=settings,
+                                         workers=workers)
+                verdicts.append(verdict(plan, problems))
+        except InputError as exc:
+            return Command(goto="responder", update={
+                "verdicts": [*verdicts, Verdict(
+                    guard=GUARD, passed=False, action="refuse", reasons=[exc.message],
+                    fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))],
+                "plan": None, "status": "refused",
+                "error": ErrorInfo(code=exc.code, message=exc.message)})
+        if problems:
+            message = ("I can't do all of that in one request: "
+                       + "; ".join(p.split(": ", 1)[-1] for p in problems) + ".")
+            return Command(goto="responder", update={
+                "verdicts": verdicts, "plan": None, "status": "refused",
+                "error": ErrorInfo(code="refused", message=message)})
+        plan = Plan(source=plan["source"], intents=plan["intents"], steps=plan["steps"],
+                    waves=compute_waves(plan["steps"]))
+        return Command(goto="supervisor" if plan["steps"] else "responder",
+                       update={"plan": plan, "verdicts": verdicts})
+
+    return plan_guard

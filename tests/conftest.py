@@ -1,0 +1,72 @@
+"""Shared fixtures: no real network, temporary homes, fast settings, compiled graphs."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphs.runner import Interlock, open_interlock
+from graphs.settings import DependencyPolicy, Settings
+from tools.toolbox import build_toolbox
+
+_real_connect = socket.socket.connect
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback(host: Any) -> bool:
+    if host in ("localhost", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail any test that reaches beyond this machine (loopback stays open for local stubs)."""
+
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            pytest.fail(f"test tried to reach the network: {address!r}")
+        return _real_connect(self, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _loopback(host):
+            pytest.fail(f"test tried to resolve {host!r}")
+        return _real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2",
+                "LANGSMITH_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+
+
+def fast_settings(home: Path, **changes: Any) -> Settings:
+    """Settings for tests: a temporary home and short backoffs."""
+    base = Settings(home=home)
+    policies = {name: replace(policy, backoff_base=0.01, backoff_cap=0.02)
+                for name, policy in base.policies.items()}
+    return replace(base, policies=policies, **changes)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fast_settings(tmp_path / "home")
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Interlock]:
+    async with open_interlock(settings, toolbox=build_toolbox(settings)) as opened:
+        yield opened
+
+
+__all__ = ["DependencyPolicy", "fast_settings"]

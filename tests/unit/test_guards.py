@@ -1,0 +1,224 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agents.orders import OrderValue
+from agents.registry import DEFAULT_WORKERS
+from graphs.errors import InputError
+from graphs.settings import Settings
+from graphs.state import Draft, Fact, Plan, PlanStep, RefundProposal
+from guards.approval import policy_reasons
+from guards.facts import check_fact
+from guards.intake import MAX_BYTES, check_message
+from guards.output import check_answer, redact
+from guards.plan import plan_problems
+
+WORKERS = {w.name: w for w in DEFAULT_WORKERS}
+
+
+# -- intake ------------------------------------------------------------------------------------
+
+def test_intake_accepts_plain_text() -> None:
+    assert check_message("  Where is my order 1042?\n") == "Where is my order 1042?"
+    assert check_message([{"type": "text", "text": "order 1042"}]) == "order 1042"
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    ("", "message"), ("   \n\t", "message"), ("x" * (MAX_BYTES + 1), "message"),
+    ("é" * (MAX_BYTES // 2 + 1), "message"), ("order 1042\x00\x01", "message"),
+    ("bad \udcff bytes", "message"), (b"bytes".decode() and 42, "message"),
+    ([{"type": "image_url", "image_url": "x"}], "message"),
+    ("где мой заказ 1042", "language"),
+])
+def test_intake_rejects(content: object, field: str) -> None:
+    with pytest.raises(InputError) as caught:
+        check_message(content)
+    assert caught.value.field == field
+    assert caught.value.message  # a sentence for a person
+
+
+# -- plan --------------------------------------------------------------------------------------
+
+def plan(*steps: PlanStep, source: str = "model") -> Plan:
+    return Plan(source=source, intents=[], steps=list(steps), waves=[])  # type: ignore[typeddict-item]
+
+
+def step(n: int, worker: str, order: int | None = None, amount: int | None = None,
+         deps: tuple[int, ...] = ()) -> PlanStep:
+    return PlanStep(id=f"t1.s{n}", worker=worker, order_id=order, amount_cents=amount,
+                    depends_on=[f"t1.s{d}" for d in deps])
+
+
+def problems(p: Plan, text: str, **settings: int) -> list[str]:
+    return plan_problems(p, text, turn=1, settings=Settings(**settings), workers=WORKERS)
+
+
+def test_sound_plan_passes() -> None:
+    p = plan(step(1, "policy"), step(2, "orders", 1001), step(3, "refunds", 1001, 2500, (1, 2)))
+    assert problems(p, "refund $25 on order 1001") == []
+
+
+@pytest.mark.parametrize(("p", "text", "code"), [
+    (plan(step(1, "payroll", 1001)), "order 1001", "unknown_worker"),
+    (plan(step(1, "orders", 1042)), "order 1001", "unmentioned_order"),
+    (plan(step(1, "policy"), step(2, "orders", 1001),
+          step(3, "refunds", 1001, 99900, (1, 2))), "refund $25 on 1001", "unmentioned_amount"),
+    (plan(step(1, "policy"), step(2, "orders", 1001), step(3, "refunds", 1001, None, (1,))),
+     "refund 1001", "bad_order"),
+    (plan(step(1, "orders", 1001, deps=(2,)), step(2, "shipping", 1001, deps=(1,))),
+     "where is 1001", "dependency_cycle"),
+    (plan(step(1, "orders", 1001, deps=(7,))), "order 1001", "unknown_dependency"),
+    (plan(step(1, "orders")), "my order", "missing_order"),
+    (plan(step(1, "policy", 1001)), "policy for 1001", "unexpected_order"),
+    (plan(step(1, "orders", 1001, 500)), "order 1001 $5", "unexpected_amount"),
+    (plan(step(1, "orders", 1001), step(2, "orders", 1001)), "order 1001", "duplicate_step"),
+    (plan(PlanStep(id="x", worker="orders", order_id=1001, amount_cents=None, depends_on=[])),
+     "order 1001", "bad_step_id"),
+])
+def test_unsound_plans_are_rejected(p: Plan, text: str, code: str) -> None:
+    found = problems(p, text)
+    assert any(x.startswith(code) for x in found), found
+
+
+def test_step_and_side_effect_budgets() -> None:
+    many = plan(*[step(n, "orders", 1000 + n) for n in range(1, 10)])
+    text = " ".join(str(1000 + n) for n in range(1, 10))
+    assert any(x.startswith("too_many_steps") for x in problems(many, text, max_steps=8))
+    two = plan(step(1, "policy"), step(2, "orders", 1001), step(3, "refunds", 1001, None, (1, 2)),
+               step(4, "orders", 1003), step(5, "refunds", 1003, None, (1, 4)))
+    found = problems(two, "refund 1001 and 1003")
+    assert any(x.startswith("too_many_side_effects") for x in found), found
+
+
+# -- facts -------------------------------------------------------------------------------------
+
+def order_fact(**changes: object) -> Fact:
+    fact = Fact(id="order:1042", kind="order", subject="1042",
+                value=OrderValue(order_id=1042, found=False).model_dump(mode="json"),
+                source="store", version=None, as_of="2026-11-25T12:00:00Z", worker="orders",
+                worker_version="1.0.0", step_id="t1.s1")
+    fact.update(changes)  # type: ignore[typeddict-item]
+    return fact
+
+
+def check(fact: object, worker: str = "orders", step_id: str = "t1.s1") -> str | None:
+    owns = {w.name: w.owns for w in DEFAULT_WORKERS}
+    owner_of = {k: w for w, kinds in owns.items() for k in kinds}
+    return check_fact(fact, worker=worker, step_id=step_id, owns=owns[worker],
+                      owner_of=owner_of)
+
+
+def test_owned_wellformed_fact_passes() -> None:
+    assert check(order_fact()) is None
+
+
+def test_fact_problems() -> None:
+    assert (check(order_fact(worker="shipping"), worker="shipping") or "").startswith(
+        "ownership: shipping may not write order facts")
+    assert (check(order_fact(worker="refunds"), worker="orders") or "").startswith("provenance")
+    assert (check(order_fact(value={"order_id": "x", "found": False})) or "").startswith(
+        "schema")
+    assert (check(order_fact(value={"order_id": 1, "found": True, "secret": 1})) or ""
+            ).startswith("schema")
+    assert (check(order_fact(id="order:9")) or "").startswith("schema")
+    assert (check({"id": "order:1"}) or "").startswith("schema")
+
+
+# -- output ------------------------------------------------------------------------------------
+
+def test_redaction() -> None:
+    text, found = redact("Mail ada.lovelace@example.com or call +1-555-0102-1037 / "
+                         "(555) 010-2103; card 4111 1111 1111 1111.")
+    assert "@" not in text and "4111" not in text and "555" not in text
+    assert {f.split()[0] for f in found} == {"email", "phone", "card"}
+    clean = "Order 1042 total $1,130.00, tracking JD1042321604, placed 2026-11-19."
+    assert redact(clean) == (clean, [])
+
+
+def shipment(order: int = 1042, tracking: str = "JD1042321604") -> Fact:
+    return Fact(id=f"shipment:{order}", kind="shipment", subject=str(order),
+                value={"order_id": order, "found": True, "tracking_number": tracking},
+                source="carrier", version=None, as_of="x", worker="shipping",
+                worker_version="1", step_id="t1.s2")
+
+
+def refund(order: int, status: str, amount: int = 2500) -> Fact:
+    return Fact(id="refund:t1.s3", kind="refund", subject="t1.s3",
+                value={"order_id": order, "status": status, "amount_cents": amount},
+                source="payments", version=None, as_of="x", worker="refunds",
+                worker_version="1", step_id="t1.s3")
+
+
+def answer(*statements: str, facts: list[Fact]) -> tuple[str, list[str]]:
+    return check_answer(Draft(statements=list(statements), notices=["notice"]), facts)
+
+
+def test_grounded_statements_pass() -> None:
+    text, found = answer("The shipment of order 1042 is in transit (tracking JD1042321604).",
+                         "I refunded $25.00 on order 1042.",
+                         facts=[shipment(), refund(1042, "executed")])
+    assert found == [] and "I refunded $25.00 on order 1042." in text
+    assert text.endswith("notice")
+
+
+@pytest.mark.parametrize(("statement", "facts", "code"), [
+    ("Order 1043 has shipped.", [shipment()], "unbacked_order"),
+    ("Use tracking JD9999999999.", [shipment()], "unbacked_tracking"),
+    ("Order 1042 cost $99.00.", [shipment()], "unbacked_amount"),
+    ("I refunded $25.00 on order 1042.", [shipment(), refund(1042, "pending")],
+     "unexecuted_refund"),
+    ("Your refund has been issued.", [shipment()], "unexecuted_refund"),
+    ("We will refund order 1042 tomorrow.", [shipment()], "unexecuted_refund"),
+])
+def test_unbacked_statements_are_withheld(statement: str, facts: list[Fact], code: str) -> None:
+    text, found = answer(statement, "The shipment of order 1042 is on its way.", facts=facts)
+    assert [f.split(":")[0] for f in found] == [code]
+    assert statement not in text and "order 1042 is on its way" in text
+    assert "withheld" in text
+
+
+def test_policy_wording_is_not_a_refund_promise() -> None:
+    text, found = answer("Orders that have not shipped yet may be refunded in full. A refund "
+                         "never exceeds what was paid.", facts=[])
+    assert found == [] and "may be refunded" in text
+
+
+# -- approval policy ---------------------------------------------------------------------------
+
+def proposal(**changes: object) -> RefundProposal:
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    p = RefundProposal(step_id="t1.s3", order_id=1001, amount_cents=2500, currency="USD",
+                       order_status="delivered",
+                       delivered_at=(now - timedelta(days=3)).isoformat(),
+                       paid_cents=18900, refunded_cents=0, policy_version="v2",
+                       return_window_days=14, requested_at=now.isoformat(),
+                       requested_by={"kind": "staff", "customer_id": None})
+    p.update(changes)  # type: ignore[typeddict-item]
+    return p
+
+
+def test_policy_allows_inside_window() -> None:
+    assert policy_reasons(proposal()) == []
+
+
+@pytest.mark.parametrize(("changes", "code"), [
+    ({"delivered_at": "2026-11-05T00:00:00+00:00"}, "outside_window"),
+    ({"order_status": "cancelled", "paid_cents": 0}, "not_charged"),
+    ({"order_status": "shipped", "delivered_at": None}, "in_transit"),
+    ({"amount_cents": 18901}, "exceeds_paid"),
+    ({"refunded_cents": 17000}, "exceeds_paid"),
+    ({"policy_version": None, "return_window_days": None}, "no_policy"),
+])
+def test_policy_refusals_cite_the_version(changes: dict[str, object], code: str) -> None:
+    reasons = policy_reasons(proposal(**changes))
+    assert reasons and reasons[0].startswith(code)
+    if code != "no_policy":
+        assert "refund policy v2" in reasons[0]
+
+
+def test_window_is_judged_at_request_time_with_the_pinned_version() -> None:
+    # Delivered 20 days before the request: v1's 30-day window would allow it, v2's 14 not.
+    delivered = "2026-11-05T00:00:00+00:00"
+    assert policy_reasons(proposal(delivered_at=delivered, policy_version="v1",
+                                   return_window_days=30)) == []
+    assert policy_reasons(proposal(delivered_at=delivered))[0].startswith("outside_window")

@@ -1,0 +1,137 @@
+"""A thin asyncio wrapper around pybreaker that does not serialize calls.
+
+pybreaker's `CircuitBreaker.call()` holds one `threading.RLock` for the whole call and has no
+asyncio support (only Tornado's). Awaiting a dependency inside that lock would let one request
+at a time reach it. This wrapper takes the lock only around pybreaker's own bookkeeping (the
+state's admission check before the call, and `_handle_error` / `_handle_success` after it), so
+concurrent calls proceed while pybreaker's state objects, storage and listeners stay in charge
+of every transition. What it adds: a bound on probes in flight while half-open (pybreaker lets
+every caller through then), and an injectable clock for the open -> half-open timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import pybreaker
+
+from tools.clock import Clock
+
+__all__ = [
+    "AsyncBreaker",
+    "BreakerOpen",
+    "TransitionListener",
+    "current_transitions",
+]
+
+T = TypeVar("T")
+
+current_transitions: ContextVar[list[tuple[str, str, str]] | None] = ContextVar(
+    "interlock_breaker_transitions", default=None)
+"""Where transitions caused by the current task's call are reported (name, from, to)."""
+
+
+class BreakerOpen(Exception):
+    """The breaker refused the call without reaching the dependency."""
+
+    def __init__(self, name: str, state: str) -> None:
+        super().__init__(f"circuit breaker {name!r} is {state}")
+        self.name = name
+        self.state = state
+
+
+class TransitionListener(pybreaker.CircuitBreakerListener):
+    """Records every state change: into the current call's list, and into a process-wide log."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str, str]] = []
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        """Called by pybreaker on each transition."""
+        old = old_state.name if old_state is not None else "none"
+        record = (str(cb.name), str(old), str(new_state.name))
+        self.log.append(record)
+        if (sink := current_transitions.get()) is not None:
+            sink.append(record)
+
+
+class AsyncBreaker:
+    """Guards awaitable calls with a pybreaker `CircuitBreaker` without holding its lock across."""
+
+    def __init__(self, breaker: pybreaker.CircuitBreaker, *, clock: Clock | None = None,
+                 half_open_probes: int = 1) -> None:
+        self.breaker = breaker
+        self.clock = clock or Clock()
+        self.half_open_probes = half_open_probes
+        self._probes_in_flight = 0
+
+    @property
+    def name(self) -> str:
+        """The breaker's (dependency's) name."""
+        return str(self.breaker.name)
+
+    @property
+    def state(self) -> str:
+        """closed, open or half-open, as pybreaker's storage says."""
+        return str(self.breaker.current_state)
+
+    def _admit(self) -> str:
+        """Decide under pybreaker's lock whether a call may start; return the state admitting it."""
+        cb = self.breaker
+        with cb._lock:
+            state = cb.state  # refreshes the cached state from storage, notifying listeners
+            if state.name == pybreaker.STATE_OPEN:
+                opened_at = cb._state_storage.opened_at
+                if opened_at and self.clock.now() < opened_at + timedelta(
+                        seconds=cb.reset_timeout):
+                    raise BreakerOpen(self.name, pybreaker.STATE_OPEN)
+                cb.half_open()
+                state = cb.state
+            if state.name == pybreaker.STATE_HALF_OPEN:
+                if self._probes_in_flight >= self.half_open_probes:
+                    raise BreakerOpen(self.name, pybreaker.STATE_HALF_OPEN)
+                self._probes_in_flight += 1
+            for listener in cb.listeners:
+                listener.before_call(cb, self.call)
+            return str(state.name)
+
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run `operation` if the breaker admits it, and report its outcome to pybreaker."""
+        admitted = self._admit()
+        try:
+            result = await operation()
+        except BaseException as exc:
+            self._settle(admitted, exc)
+            raise
+        self._settle(admitted, None)
+        return result
+
+    def _settle(self, admitted: str, exc: BaseException | None) -> None:
+        cb = self.breaker
+        with cb._lock:
+            if admitted == pybreaker.STATE_HALF_OPEN:
+                self._probes_in_flight -= 1
+            if isinstance(exc, asyncio.CancelledError):
+                return  # the caller gave up; says nothing about the dependency
+            state = cb.state
+            if state.name != admitted:
+                # Admitted under another state (a call that started while closed and ends
+                # while half-open is not the probe): its outcome must not decide this state.
+                return
+            if exc is None:
+                state._handle_success()
+                return
+            was_open = state.name == pybreaker.STATE_OPEN
+            try:
+                # pybreaker's own rules: excluded exceptions count as success, system errors
+                # count towards fail_max, a failed half-open probe reopens the breaker.
+                state._handle_error(exc, reraise=False)
+            except BaseException:
+                pass  # pybreaker raises to signal a trip; our caller re-raises `exc`
+            if not was_open and cb.current_state == pybreaker.STATE_OPEN:
+                # Stamp the opening with our clock so the reset timeout follows it.
+                cb._state_storage.opened_at = self.clock.now()

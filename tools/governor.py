@@ -1,0 +1,226 @@
+"""The one retry layer: every dependency call goes through `Governor.call`, nothing else retries.
+
+Per call: the request's deadline (no attempt starts that the deadline cannot fit), a bulkhead
+slot, the dependency's circuit breaker, a per-attempt timeout, and retries with capped
+exponential backoff and full jitter that honour `Retry-After`, paid for from a retry budget.
+Each decision becomes an `Event` in the caller's `CallContext`, which workers hand back to the
+graph state, so the checkpoint history answers "who retried what, and why".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+import pybreaker
+
+from graphs.errors import DependencyError
+from graphs.settings import DEPENDENCIES, Settings
+from graphs.state import Event
+from tools.breaker import AsyncBreaker, BreakerOpen, TransitionListener, current_transitions
+from tools.budget import RetryBudget
+from tools.clock import Clock, iso
+
+__all__ = ["Bulkhead", "CallContext", "Governor"]
+
+T = TypeVar("T")
+
+MIN_ATTEMPT_S = 0.05
+"""An attempt is not started with less than this left before the deadline."""
+
+
+@dataclass(slots=True, kw_only=True)
+class CallContext:
+    """Who is calling, how long is left, and where the call's events go."""
+
+    step_id: str | None = None
+    """The plan step making the call."""
+    deadline: float | None = None
+    """Deadline on the governor clock's monotonic scale (None: no deadline)."""
+    events: list[Event] = field(default_factory=list)
+    """Events recorded for this caller."""
+
+    @classmethod
+    def until(cls, deadline_at: datetime | None, clock: Clock, *,
+              step_id: str | None = None) -> CallContext:
+        """A context whose deadline is the wall-clock moment `deadline_at`."""
+        deadline = None
+        if deadline_at is not None:
+            deadline = clock.monotonic() + (deadline_at - clock.now()).total_seconds()
+        return cls(step_id=step_id, deadline=deadline)
+
+    def remaining(self, clock: Clock) -> float | None:
+        """Seconds left before the deadline (None: unbounded)."""
+        return None if self.deadline is None else self.deadline - clock.monotonic()
+
+
+class Bulkhead:
+    """A concurrency cap; a call that cannot get a slot within a short wait is rejected."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                                    asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary())
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self.limit)
+        return semaphore
+
+    @property
+    def in_use(self) -> int:
+        """Slots taken on the running loop."""
+        semaphore = self._semaphore()
+        return self.limit - semaphore._value
+
+    async def acquire(self, wait: float) -> bool:
+        """Take a slot, waiting at most `wait` seconds; False if none came free."""
+        semaphore = self._semaphore()
+        if semaphore.locked() and wait <= 0:
+            return False
+        try:
+            async with asyncio.timeout(wait):
+                await semaphore.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._semaphore().release()
+
+
+class Governor:
+    """Breakers, budgets, bulkheads and retries for every dependency of one process."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.rng = rng or random.Random()
+        self.transitions = TransitionListener()
+        self.breakers: dict[str, AsyncBreaker] = {}
+        self.budgets: dict[str, RetryBudget] = {}
+        self.bulkheads: dict[str, Bulkhead] = {}
+        for name in DEPENDENCIES:
+            policy = settings.policy(name)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=policy.fail_max, reset_timeout=policy.reset_timeout,
+                success_threshold=policy.success_threshold, name=name,
+                listeners=[self.transitions],
+                # A refused request (4xx other than 408/429) says nothing about the dependency.
+                exclude=[lambda exc: isinstance(exc, DependencyError) and not exc.retryable],
+            )
+            self.breakers[name] = AsyncBreaker(breaker, clock=self.clock)
+            self.budgets[name] = RetryBudget(ratio=policy.retry_ratio,
+                                             reserve=policy.retry_reserve,
+                                             window_s=policy.retry_window, clock=self.clock)
+            self.bulkheads[name] = Bulkhead(policy.max_concurrency)
+
+    def _event(self, ctx: CallContext, kind: str, dependency: str, **detail: Any) -> None:
+        ctx.events.append(Event(at=iso(self.clock.now()), kind=kind, dependency=dependency,
+                                step_id=ctx.step_id, detail=detail))
+
+    def _fail(self, ctx: CallContext, kind: str, dependency: str, reason: str, message: str,
+              **detail: Any) -> DependencyError:
+        self._event(ctx, kind, dependency, reason=reason, **detail)
+        return DependencyError(message, dependency=dependency, retryable=False, reason=reason)
+
+    async def call(self, dependency: str, operation: Callable[[float], Awaitable[T]],
+                   ctx: CallContext, *, action: str) -> T:
+        """Call `operation(timeout_s)` under every rule of `dependency`; raise DependencyError.
+
+        `operation` must raise `DependencyError` for failures it recognises (with `retryable`
+        set); timeouts and transport errors are classified here.
+        """
+        policy = self.settings.policy(dependency)
+        breaker = self.breakers[dependency]
+        budget = self.budgets[dependency]
+        bulkhead = self.bulkheads[dependency]
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = ctx.remaining(self.clock)
+            if remaining is not None and remaining < MIN_ATTEMPT_S:
+                raise self._fail(ctx, "deadline", dependency, "deadline",
+                                 "no time left before the request's deadline",
+                                 action=action, attempt=attempt)
+            timeout = policy.timeout if remaining is None else min(policy.timeout, remaining)
+            if not await bulkhead.acquire(policy.bulkhead_wait):
+                raise self._fail(ctx, "rejected", dependency, "bulkhead_full",
+                                 f"all {policy.max_concurrency} slots are busy",
+                                 action=action, attempt=attempt)
+            transitions: list[tuple[str, str, str]] = []
+            token = current_transitions.set(transitions)
+            started = time.perf_counter()
+            try:
+                result = await breaker.call(functools.partial(
+                    self._attempt, dependency, operation, timeout,
+                    budget.deposit if attempt == 1 else None))
+            except BreakerOpen as exc:
+                raise self._fail(ctx, "rejected", dependency, "breaker_open",
+                                 f"circuit breaker is {exc.state}", action=action,
+                                 attempt=attempt) from None
+            except DependencyError as exc:
+                error = exc
+            else:
+                self._event(ctx, "attempt", dependency, action=action, attempt=attempt,
+                            outcome="ok", ms=round((time.perf_counter() - started) * 1000, 2))
+                return result
+            finally:
+                bulkhead.release()
+                current_transitions.reset(token)
+                for name, old, new in transitions:
+                    self._event(ctx, "breaker", name, old=old, new=new, action=action)
+            self._event(ctx, "attempt", dependency, action=action, attempt=attempt,
+                        outcome="error", reason=error.reason, status=error.status,
+                        retryable=error.retryable,
+                        ms=round((time.perf_counter() - started) * 1000, 2))
+            if not error.retryable:
+                raise error
+            if attempt >= policy.attempts:
+                raise error
+            delay = self.rng.uniform(0, min(policy.backoff_cap,
+                                            policy.backoff_base * 2 ** (attempt - 1)))
+            if error.retry_after_s is not None:
+                delay = max(delay, error.retry_after_s)
+            remaining = ctx.remaining(self.clock)
+            if remaining is not None and remaining - delay < MIN_ATTEMPT_S:
+                self._event(ctx, "deadline", dependency, reason="no_time_to_retry",
+                            action=action, attempt=attempt, delay_s=round(delay, 3))
+                raise error
+            if not budget.try_withdraw():
+                self._event(ctx, "rejected", dependency, reason="retry_budget_exhausted",
+                            action=action, attempt=attempt)
+                raise DependencyError(f"retry budget exhausted after: {error.message}",
+                                      dependency=dependency, retryable=False,
+                                      status=error.status, reason="retry_budget_exhausted")
+            self._event(ctx, "retry", dependency, action=action, attempt=attempt + 1,
+                        delay_s=round(delay, 3), after=error.reason)
+            await self.clock.sleep(delay)
+
+    async def _attempt(self, dependency: str, operation: Callable[[float], Awaitable[T]],
+                       limit_s: float, on_start: Callable[[], None] | None) -> T:
+        if on_start is not None:
+            on_start()  # a first attempt really goes out: it earns the retry budget its share
+        try:
+            async with asyncio.timeout(limit_s):
+                return await operation(limit_s)
+        except (TimeoutError, httpx.TimeoutException):
+            raise DependencyError(f"no answer within {limit_s:.2f}s", dependency=dependency,
+                                  retryable=True, reason="timeout") from None
+        except httpx.TransportError as exc:
+            raise DependencyError(f"transport error: {type(exc).__name__}",
+                                  dependency=dependency, retryable=True,
+                                  reason="transport") from None

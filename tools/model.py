@@ -1,0 +1,99 @@
+"""The model dependency: a chat model (ChatOpenAI by default) called for structured output.
+
+The client is built with `max_retries=0`: the governor is the only retry layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import openai
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, SecretStr
+
+from graphs.errors import ConfigError, DependencyError
+from graphs.settings import Settings
+from tools.governor import CallContext, Governor
+
+__all__ = ["ModelClient", "build_chat_model"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def build_chat_model(settings: Settings) -> BaseChatModel | None:
+    """ChatOpenAI for `INTERLOCK_MODEL=openai:<model>`, None for `rules`."""
+    if settings.model == "rules":
+        return None
+    from langchain_openai import ChatOpenAI
+
+    provider, _, name = settings.model.partition(":")
+    if provider != "openai" or not name:
+        raise ConfigError("expected `rules` or `openai:<model>`", variable="INTERLOCK_MODEL")
+    return ChatOpenAI(
+        model=name,
+        max_retries=0,
+        timeout=settings.policy("model").timeout,
+        base_url=settings.openai_base_url,
+        api_key=SecretStr(settings.openai_api_key or "not-set"),
+        temperature=0,
+    )
+
+
+class ModelClient:
+    """Structured-output calls to a chat model, through the governor."""
+
+    dependency = "model"
+
+    def __init__(self, model: BaseChatModel, governor: Governor) -> None:
+        self.model = model
+        self._governor = governor
+
+    @property
+    def name(self) -> str:
+        """The model's name, for provenance."""
+        return str(getattr(self.model, "model_name", None) or type(self.model).__name__)
+
+    async def structured(self, schema: type[M], messages: list[BaseMessage],
+                         ctx: CallContext) -> M:
+        """Ask the model for an instance of `schema`; malformed output is a non-retryable error."""
+        runnable = self.model.with_structured_output(schema, include_raw=True)
+
+        async def attempt(limit_s: float) -> M:
+            try:
+                out: Any = await runnable.ainvoke(messages)
+            except openai.APIStatusError as exc:
+                raise _status_error(exc) from None
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                raise DependencyError(type(exc).__name__, dependency="model", retryable=True,
+                                      reason="timeout" if isinstance(
+                                          exc, openai.APITimeoutError) else "transport") from None
+            except (ValueError, openai.OpenAIError) as exc:
+                # The SDK's own parsing (json_schema) raises before include_raw can catch it;
+                # a refusal or a truncated answer is as unusable as malformed JSON.
+                raise DependencyError(f"unusable output: {type(exc).__name__}",
+                                      dependency="model", retryable=False,
+                                      reason="malformed_output") from None
+            parsed = out.get("parsed") if isinstance(out, dict) else out
+            if out.get("parsing_error") is not None or not isinstance(parsed, schema):
+                raise DependencyError(f"output does not match {schema.__name__}",
+                                      dependency="model", retryable=False,
+                                      reason="malformed_output")
+            return parsed
+
+        return await self._governor.call(self.dependency, attempt, ctx, action="plan")
+
+
+def _status_error(exc: openai.APIStatusError) -> DependencyError:
+    status = exc.status_code
+    retry_after = None
+    raw = exc.response.headers.get("retry-after") if exc.response is not None else None
+    if raw:
+        try:
+            retry_after = float(raw)
+        except ValueError:
+            retry_after = None
+    retryable = status in (408, 429) or status >= 500
+    reason = "throttled" if status == 429 else ("unavailable" if retryable else "rejected")
+    return DependencyError(f"HTTP {status}", dependency="model", retryable=retryable,
+                           status=status, retry_after_s=retry_after, reason=reason)
