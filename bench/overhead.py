@@ -4,8 +4,10 @@ The same three-worker request ("Where is order 1042 and what is your return poli
 order lookup, a live carrier lookup and the policy in force) runs through:
 
 (a) Interlock, with the in-process (instant) simulators and SQLite checkpoints;
-(b) a bare LangGraph graph doing the same routing (router -> three workers in parallel via
-    `Send` -> answer) over the same store and carrier simulator, with the same checkpointer;
+(b) a bare LangGraph graph doing the same routing (the same rules planner -> a supervisor
+    node that sends every ready step to its worker via `Send` and loops until the plan is
+    done -> answer), over the same store and carrier simulator, with the same checkpointer;
+    also, for reference, the least LangGraph can do (a hard-wired fan-out, no plan);
 (c) langgraph-supervisor, whose supervisor hands off to three ReAct agents, each calling one
     tool over the same store and simulator; the models are scripted fakes (no network).
 
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -37,9 +40,10 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import create_react_agent
-from langgraph.types import Send
+from langgraph.types import Command, Send
 from langgraph_supervisor import create_supervisor
 
+from agents.rules import rules_plan
 from checkpoints.saver import open_checkpointer
 from graphs.runner import open_interlock
 from graphs.settings import Settings
@@ -79,35 +83,81 @@ class Work:
         return f"policy {policy.version}: {policy.return_window_days} days"
 
 
-# -- (b) bare LangGraph -------------------------------------------------------------------------
+# -- (b) bare LangGraph ------------------------------------------------------------------------
 
 class BareState(TypedDict, total=False):
     message: str
-    results: Annotated[list[str], operator.add]
+    steps: list[dict[str, Any]]
+    dispatched: list[str]
+    results: Annotated[dict[str, str], operator.or_]
     answer: str
 
 
 def bare_graph(work: Work, checkpointer: Any) -> Any:
+    """The same routing without Interlock: plan (the same rules), supervise, fan out, answer.
+
+    What a team would write on LangGraph alone: a planner node, a supervisor node that sends
+    every ready step to its worker and loops until the plan is done, plain worker nodes, and
+    an answer node. No guards, no provenance, no breakers or retries, no subgraphs.
+    """
     jobs: dict[str, Callable[[], Awaitable[str]]] = {
         "orders": work.order, "shipping": work.shipping, "policy": work.policy}
 
-    def router(state: BareState) -> list[Send]:
-        return [Send(name, {"message": state["message"]}) for name in jobs]
+    def planner(state: BareState) -> dict[str, Any]:
+        plan = rules_plan(state["message"], turn=1)
+        return {"steps": [dict(s) for s in plan["steps"]], "dispatched": []}
+
+    def supervisor(state: BareState) -> Command[Any]:
+        done = state.get("results", {})
+        ready = [s for s in state["steps"] if s["id"] not in state["dispatched"]
+                 and all(d in done for d in s["depends_on"])]
+        if not ready:
+            return Command(goto="respond")
+        return Command(goto=[Send(s["worker"], {"message": s["id"]}) for s in ready],
+                       update={"dispatched": state["dispatched"] + [s["id"] for s in ready]})
 
     def worker(name: str) -> Callable[[BareState], Awaitable[dict[str, Any]]]:
         async def run(state: BareState) -> dict[str, Any]:
-            return {"results": [await jobs[name]()]}
+            return {"results": {state["message"]: await jobs[name]()}}
         return run
 
     async def respond(state: BareState) -> dict[str, Any]:
-        return {"answer": "; ".join(sorted(state["results"]))}
+        return {"answer": "; ".join(sorted(state["results"].values()))}
+
+    builder = StateGraph(BareState)
+    builder.add_node("planner", planner)
+    builder.add_node("supervisor", supervisor, destinations=(*jobs, "respond"))
+    for name in jobs:
+        builder.add_node(name, worker(name))
+        builder.add_edge(name, "supervisor")
+    builder.add_node("respond", respond)
+    builder.add_edge(START, "planner")
+    builder.add_edge("planner", "supervisor")
+    builder.add_edge("respond", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def fanout_graph(work: Work, checkpointer: Any) -> Any:
+    """The least LangGraph can do: a hard-wired fan-out to the three workers, then answer."""
+    jobs: dict[str, Callable[[], Awaitable[str]]] = {
+        "orders": work.order, "shipping": work.shipping, "policy": work.policy}
+
+    def worker(name: str) -> Callable[[BareState], Awaitable[dict[str, Any]]]:
+        async def run(state: BareState) -> dict[str, Any]:
+            return {"results": {name: await jobs[name]()}}
+        return run
+
+    async def respond(state: BareState) -> dict[str, Any]:
+        return {"answer": "; ".join(sorted(state["results"].values()))}
 
     builder = StateGraph(BareState)
     for name in jobs:
         builder.add_node(name, worker(name))
         builder.add_edge(name, "respond")
     builder.add_node("respond", respond)
-    builder.add_conditional_edges(START, router, list(jobs))
+    builder.add_conditional_edges(
+        START, lambda state: [Send(name, {"message": state["message"]}) for name in jobs],
+        list(jobs))
     builder.add_edge("respond", END)
     return builder.compile(checkpointer=checkpointer)
 
@@ -181,39 +231,36 @@ def supervisor_graph(work: Work, checkpointer: Any) -> Any:
 
 # -- timing -------------------------------------------------------------------------------------
 
-async def _time(run: Callable[[int], Awaitable[Any]], requests: int, warmup: int
-                ) -> list[float]:
-    for i in range(warmup):
-        await run(-1 - i)
-    samples = []
-    for i in range(requests):
-        started = time.perf_counter()
-        await run(i)
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
+Runner = Callable[[int], Awaitable[None]]
 
 
 async def measure(requests: int, warmup: int, root: Path) -> dict[str, list[float]]:
-    """Time each variant; every variant gets its own SQLite checkpoint file."""
-    samples: dict[str, list[float]] = {}
+    """Time each variant, interleaved request by request so that drift hits all alike.
+
+    Every variant has its own SQLite checkpoint file (the same saver, the same settings).
+    """
     settings = Settings(home=root / "interlock")
-    async with open_interlock(settings) as app:
+    work = Work(settings.home)  # the same seeded store and carrier data
+    async with AsyncExitStack() as stack:
+        app = await stack.enter_async_context(open_interlock(settings))
+
         async def interlock(i: int) -> None:
             result = await app.run(MESSAGE)
             assert result.status == "completed", result.answer
-        samples["interlock"] = await _time(interlock, requests, warmup)
 
-    work = Work(settings.home)  # the same seeded store and carrier data
-    async with open_checkpointer(root / "bare.db") as saver:
-        bare = bare_graph(work, saver)
+        runners: dict[str, Runner] = {"interlock": interlock}
+        for name, build in (("bare-langgraph", bare_graph), ("bare-fanout", fanout_graph)):
+            saver = await stack.enter_async_context(open_checkpointer(root / f"{name}.db"))
+            graph = build(work, saver)
 
-        async def bare_run(i: int) -> None:
-            out = await bare.ainvoke({"message": MESSAGE},
-                                     {"configurable": {"thread_id": f"b{i}"}}, durability="sync")
-            assert len(out["results"]) == 3
-        samples["bare-langgraph"] = await _time(bare_run, requests, warmup)
+            async def bare_run(i: int, graph: Any = graph, name: str = name) -> None:
+                out = await graph.ainvoke({"message": MESSAGE},
+                                          {"configurable": {"thread_id": f"{name}{i}"}},
+                                          durability="sync")
+                assert len(out["results"]) == 3
+            runners[name] = bare_run
 
-    async with open_checkpointer(root / "supervisor.db") as saver:
+        saver = await stack.enter_async_context(open_checkpointer(root / "supervisor.db"))
         sup = supervisor_graph(work, saver)
 
         async def sup_run(i: int) -> None:
@@ -222,8 +269,16 @@ async def measure(requests: int, warmup: int, root: Path) -> dict[str, list[floa
                                      "recursion_limit": 100}, durability="sync")
             answered = {m.name for m in out["messages"] if isinstance(m, AIMessage)}
             assert {"orders", "shipping", "policy"} <= answered, answered
-        samples["langgraph-supervisor"] = await _time(sup_run, requests, warmup)
-    return samples
+        runners["langgraph-supervisor"] = sup_run
+
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        for i in range(-warmup, requests):
+            for name, run in runners.items():
+                started = time.perf_counter()
+                await run(i)
+                if i >= 0:
+                    samples[name].append((time.perf_counter() - started) * 1000)
+        return samples
 
 
 def _machine() -> str:
@@ -249,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     medians = {name: statistics.median(s) for name, s in samples.items()}
     p90 = {name: statistics.quantiles(s, n=10)[-1] for name, s in samples.items()}
     ratios = {"interlock/bare-langgraph": medians["interlock"] / medians["bare-langgraph"],
+              "interlock/bare-fanout": medians["interlock"] / medians["bare-fanout"],
               "interlock/langgraph-supervisor": (medians["interlock"]
                                                  / medians["langgraph-supervisor"])}
     if args.json:
@@ -266,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(target <= 2.0x)")
     print(f"Interlock / langgraph-supervisor: {ratios['interlock/langgraph-supervisor']:.2f}x "
           f"(target <= 0.4x)")
+    print(f"Interlock / bare fan-out:         {ratios['interlock/bare-fanout']:.2f}x "
+          f"(reference: no planning at all)")
     return 0
 
 
