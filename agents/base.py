@@ -127,8 +127,10 @@ def deadline_of(state: WorkerState, runtime: Runtime[InterlockContext] | None = 
 def call_context(state: WorkerState, toolbox: Toolbox,
                  runtime: Runtime[InterlockContext] | None = None) -> CallContext:
     """A call context for this step: its id and what is left of the request's deadline."""
+    info = runtime.execution_info if runtime is not None else None
     return CallContext.until(deadline_of(state, runtime), toolbox.clock,
-                             step_id=state["step"]["id"])
+                             step_id=state["step"]["id"],
+                             thread_id=info.thread_id if info is not None else None)
 
 
 def single_node_worker(spec: WorkerSpec, node: Node) -> WorkerGraph:

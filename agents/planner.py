@@ -29,8 +29,10 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec]) -> Any:
         text, turn = request["text"], request["turn"]
         update: dict[str, Any] = {}
         if toolbox.model is not None:
+            info = runtime.execution_info
             ctx = CallContext.until(parse_iso(request["deadline_at"]), toolbox.clock,
-                                    step_id=f"t{turn}.plan")
+                                    step_id=f"t{turn}.plan",
+                                    thread_id=info.thread_id if info is not None else None)
             try:
                 plan = await model_plan(toolbox.model, text, turn=turn, workers=workers,
                                         ctx=ctx)
@@ -41,7 +43,8 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec]) -> Any:
                 if exc.reason != "malformed_output":  # the model was unreachable, not wrong
                     update["degraded"] = ["model"]
                 ctx.events.append(Event(at=iso(toolbox.clock.now()), kind="fallback",
-                                        dependency="model", step_id=ctx.step_id,
+                                        dependency="model", thread_id=ctx.thread_id,
+                                        step_id=ctx.step_id,
                                         detail={"to": "rules", "reason": exc.reason}))
                 update["events"] = ctx.events
         try:

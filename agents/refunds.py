@@ -38,6 +38,7 @@ from graphs.state import (
     WorkerOutput,
     WorkerState,
 )
+from tools.clock import iso
 from tools.toolbox import Toolbox
 
 __all__ = ["SPEC", "RefundValue", "idempotency_key"]
@@ -58,6 +59,8 @@ class RefundValue(BaseModel):
     reasons: list[str] = []
     idempotency_key: str | None = None
     left_cents: int | None = None
+    retryable: bool = False
+    """For `failed`: the payments service was unavailable, so trying again later may work."""
 
 
 def idempotency_key(thread_id: str, step_id: str) -> str:
@@ -71,6 +74,12 @@ def _outcome_unknown(events: list[Event]) -> bool:
     return any(e["kind"] == "attempt" and e["detail"].get("action") == "refund"
                and e["detail"].get("outcome") == "error" and e["detail"].get("retryable")
                for e in events)
+
+
+def _may_succeed_later(exc: DependencyError) -> bool:
+    """Whether a payment refused before it was attempted may go through later."""
+    return exc.retryable or exc.reason in ("breaker_open", "bulkhead_full", "deadline",
+                                           "retry_budget_exhausted", "timeout", "unavailable")
 
 
 def _thread_of(runtime: Runtime[InterlockContext]) -> str:
@@ -104,7 +113,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         try:
             earlier = await toolbox.payments.refunds(order_id, ctx)
         except DependencyError as exc:
-            fact = refund_fact(step, now, order_id=order_id, status="failed",
+            fact = refund_fact(step, now, order_id=order_id, status="failed", retryable=True,
                                reasons=[f"payments_unavailable: could not check earlier "
                                         f"refunds ({exc.reason}); no money was moved"])
             return {**report(SPEC, step, "degraded", [fact], degraded=["payments"],
@@ -132,6 +141,45 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
             return {**report(SPEC, step, "refused", [fact], events=ctx.events),
                     "scratch": {"stop": True}}
         return {"scratch": {"proposal": proposal}, "events": ctx.events}
+
+    async def reconcile(state: WorkerState, runtime: Runtime[InterlockContext]
+                        ) -> dict[str, Any]:
+        """Settle a refund whose outcome was unknown: ask the service, then retry the same key."""
+        step = state["step"]
+        pending = state["facts"][f"refund:{step['id']}"]["value"]
+        key = pending["idempotency_key"]
+        now = toolbox.clock.now()
+        ctx = call_context(state, toolbox, runtime)
+        common = {k: pending[k] for k in ("order_id", "amount_cents", "currency",
+                                          "policy_version", "left_cents")}
+        try:
+            known = await toolbox.payments.refunds(pending["order_id"], ctx)
+            ctx.events.append(Event(
+                at=iso(toolbox.clock.now()), kind="reconcile", dependency="payments",
+                thread_id=ctx.thread_id, step_id=step["id"],
+                detail={"action": "list_refunds", "known_refunds": len(known),
+                        "known_cents": sum(r.amount_cents for r in known), "key": key}))
+            # The same key can only ever make one refund: if the earlier attempt landed, the
+            # service answers 200 with it; if it did not, this makes it now.
+            refund = await toolbox.payments.refund(
+                order_id=pending["order_id"], amount_cents=pending["amount_cents"],
+                currency=pending["currency"], reason=f"support request {step['id']}",
+                idempotency_key=key, ctx=ctx)
+        except DependencyError as exc:
+            fact = refund_fact(step, now, status="pending", idempotency_key=key,
+                               reasons=[f"outcome_unknown: still not confirmed ({exc.reason}); "
+                                        f"retrying with the same key cannot pay twice"],
+                               **common)
+            return report(SPEC, step, "degraded", [fact], degraded=["payments"],
+                          note="pending", events=ctx.events)
+        how = ("the earlier attempt had gone through" if refund.replayed
+               else "the earlier attempt had not gone through; made now")
+        fact = refund_fact(step, now, status="executed", refund_id=refund.refund_id,
+                           idempotency_key=key, reasons=[f"reconciled: {how}"], **common)
+        return report(SPEC, step, "done", [fact], events=ctx.events, note="reconciled")
+
+    def entry(state: WorkerState) -> str:
+        return "reconcile" if state.get("mode") == "reconcile" else "assess"
 
     def after_assess(state: WorkerState) -> str:
         return END if state.get("scratch", {}).get("stop") else "approval_guard"
@@ -163,7 +211,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                       f"retrying with the same key cannot pay twice" if unknown else
                       f"payments_failed: {exc.reason}; no money was moved")
             fact = refund_fact(step, now, status=status, idempotency_key=key, reasons=[reason],
-                               **common)
+                               retryable=not unknown and _may_succeed_later(exc), **common)
             return report(SPEC, step, "degraded", [fact], degraded=["payments"],
                           note=status, events=ctx.events)
         fact = refund_fact(step, now, status="executed", refund_id=refund.refund_id,
@@ -177,7 +225,9 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
     graph.add_node("assess", assess)
     graph.add_node("approval_guard", approval)
     graph.add_node("execute", execute)
-    graph.add_edge(START, "assess")
+    graph.add_node("reconcile", reconcile)
+    graph.add_conditional_edges(START, entry, ["assess", "reconcile"])
+    graph.add_edge("reconcile", END)
     graph.add_conditional_edges("assess", after_assess, ["approval_guard", END])
     graph.add_edge("approval_guard", "execute")
     graph.add_edge("execute", END)

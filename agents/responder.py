@@ -78,7 +78,8 @@ def _refund(v: dict[str, Any]) -> str | None:
         return (f"The refund of {amount} on order {order} is pending: the payments service has "
                 f"not confirmed it yet. Retrying it can never pay twice.")
     if status == "failed":
-        return f"I couldn't refund order {order}: {reasons}."
+        later = " It can be tried again later." if v.get("retryable") else ""
+        return f"I couldn't refund order {order}: {reasons}.{later}"
     return None
 
 

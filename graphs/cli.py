@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from graphs.errors import ConfigError, InputError, InterlockError
@@ -51,13 +52,55 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("thread")
     history.add_argument("--json", action="store_true", help="print JSON")
 
+    asof = commands.add_parser("asof", help="what was known at a moment or step")
+    asof.add_argument("thread")
+    when = asof.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", type=_moment, help="an ISO-8601 time with a zone")
+    when.add_argument("--step", type=int, help="a step number (see history)")
+    asof.add_argument("--json", action="store_true", help="print JSON")
+
+    diff = commands.add_parser("diff", help="what changed between two steps")
+    diff.add_argument("thread")
+    diff.add_argument("a", type=int)
+    diff.add_argument("b", type=int)
+    diff.add_argument("--json", action="store_true", help="print JSON")
+
+    explain = commands.add_parser("explain", help="where a fact came from and what used it")
+    explain.add_argument("thread")
+    explain.add_argument("fact", help="a fact id, e.g. order:1042")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
+
+    chaos = commands.add_parser("chaos", help="inject a failure; compare governed and naive")
+    chaos.add_argument("scenario", choices=("carrier-outage", "carrier-slow", "payments-flaky",
+                                            "model-throttled"))
+    chaos.add_argument("--requests", type=_positive, default=200)
+    chaos.add_argument("--concurrency", type=_positive, default=16)
+    chaos.add_argument("--json", action="store_true", help="print the figures as one object")
+    chaos.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
 
     simulate = commands.add_parser("simulate", help="serve a simulator over HTTP")
     simulate.add_argument("dependency", choices=("carrier", "payments"))
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=0, help="0: pick a free port")
     return parser
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. {text}Z")
+    return moment
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return int(text)
 
 
 def _customer_id(text: str) -> int:
@@ -86,21 +129,88 @@ def _exit_code(result: RunResult) -> int:
     return 1 if result.status == "failed" else 0
 
 
-def _print_history(steps: Sequence[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(list(steps), ensure_ascii=False, default=str))
-        return
-    print(f"{'step':>4}  {'time':<27} {'node':<16} wrote / verdicts")
+def _print_history(steps: Sequence[dict[str, Any]]) -> None:
+    print(f"{'step':>4}  {'time':<26}  {'node':<14}  wrote")
     for step in steps:
-        nodes = step["nodes"] or ["-"]
-        for node in nodes:
+        time = str(step["created_at"] or "")[:26]
+        for n, node in enumerate(step["nodes"] or ["-"]):
             wrote = ", ".join(step["writes"].get(node, [])) or "-"
-            print(f"{step['step']:>4}  {str(step['created_at'] or ''):<27} {node:<16} {wrote}")
-            for verdict in step["verdicts"]:
-                reasons = "; ".join(verdict["reasons"])
-                print(f"{'':>50}{verdict['guard']}: {verdict['action']} ({reasons})")
+            print(f"{step['step'] if n == 0 else '':>4}  {time if n == 0 else '':<26}  "
+                  f"{node:<14}  {wrote}")
+        for verdict in step["verdicts"]:
+            where = f" {verdict['step_id']}" if verdict.get("step_id") else ""
+            print(f"{'':>48}{verdict['guard']}{where}: {verdict['action']} "
+                  f"({'; '.join(verdict['reasons'])})")
+        for event in step["events"]:
+            if event["kind"] != "attempt" or event["detail"].get("outcome") != "ok":
+                print(f"{'':>48}{event['kind']} {event['dependency']}: "
+                      + ", ".join(f"{k}={v}" for k, v in event["detail"].items()
+                                  if v is not None))
         for pending in step["interrupts"]:
-            print(f"{'':>50}interrupt: {json.dumps(pending)}")
+            print(f"{'':>48}waiting: {json.dumps(pending)}")
+
+
+def _print_asof(view: dict[str, Any]) -> None:
+    print(f"thread {view['thread_id']} · step {view['step']} · {view['created_at']} · "
+          f"status {view['status']}")
+    request = view.get("request") or {}
+    if request:
+        print(f"request (turn {request.get('turn')}): {request.get('text')!r}")
+    plan = view.get("plan")
+    if plan:
+        print("plan: " + " then ".join("[" + ", ".join(wave) + "]" for wave in plan["waves"]))
+    print("facts in force:")
+    for fid, fact in view["facts"].items():
+        version = f" {fact['version']}" if fact.get("version") else ""
+        print(f"  {fid:<22} {fact['source']}{version} as of {fact['as_of']} "
+              f"({fact['worker']} {fact['worker_version']}, {fact['step_id']})")
+    if not view["facts"]:
+        print("  (none yet)")
+    for pending in view["pending_approvals"]:
+        print(f"pending approval: {json.dumps(pending)}")
+    print(f"verdicts so far: {len(view['verdicts'])}")
+    for verdict in view["verdicts"]:
+        print(f"  {verdict['guard']}: {verdict['action']} ({'; '.join(verdict['reasons'])})")
+
+
+def _print_diff(result: dict[str, Any]) -> None:
+    print(f"thread {result['thread_id']} · step {result['from']['step']} -> "
+          f"{result['to']['step']}")
+    for key, change in result["changes"].items():
+        if "appended" in change:
+            print(f"{key}: +{len(change['appended'])}")
+            for item in change["appended"]:
+                print(f"  + {json.dumps(item, default=str)[:160]}")
+        elif {"added", "removed", "changed"} <= set(change):
+            print(f"{key}:")
+            for k in change["added"]:
+                print(f"  + {k}")
+            for k in change["removed"]:
+                print(f"  - {k}")
+            for k in change["changed"]:
+                print(f"  ~ {k}")
+        else:
+            print(f"{key}: {json.dumps(change['before'], default=str)[:80]} -> "
+                  f"{json.dumps(change['after'], default=str)[:80]}")
+
+
+def _print_explain(result: dict[str, Any]) -> None:
+    print(f"fact {result['fact_id']} in thread {result['thread_id']}")
+    for version in result["versions"]:
+        made = version["produced_by"]
+        print(f"  committed at step {version['committed_at_step']}: by {made['worker']} "
+              f"{made['worker_version']} for plan step {made['step_id']}, from "
+              f"{made['source']}{' ' + made['version'] if made['version'] else ''} "
+              f"as of {made['as_of']}")
+        for event in version["dependency_calls"]:
+            print(f"    {event['kind']} {event['dependency']}: " + ", ".join(
+                f"{k}={v}" for k, v in event["detail"].items() if v is not None))
+    print("used by:")
+    for verdict in result["used_by"]["verdicts"]:
+        print(f"  {verdict['guard']} ({verdict.get('step_id') or 'request'}): "
+              f"{verdict['action']} - {'; '.join(verdict['reasons'])}")
+    for step in result["used_by"]["steps"]:
+        print(f"  plan step {step['id']} ({step['worker']})")
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,6 +218,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from graphs.demo import play
 
         return await play(settings)
+    if args.command == "chaos":
+        from graphs.chaos import format_report, run_scenario
+
+        report = await run_scenario(args.scenario, requests=args.requests,
+                                    concurrency=args.concurrency, settings=settings,
+                                    time_scale=args.time_scale)
+        print(json.dumps(report.to_dict()) if args.json else format_report(report))
+        return 0
     if args.command == "simulate":
         from tools.simulators.serve import serve
 
@@ -131,13 +249,32 @@ async def _command(app: Interlock, args: argparse.Namespace) -> int:
         approve = True if args.approve else (False if args.reject else None)
         result = await app.resume(args.thread, approve=approve, note=args.note)
     else:
-        steps = await app.history(args.thread)
-        _print_history([dict(s) for s in steps], args.json)
-        return 0
+        return await _inspect(app, args)
     _print_result(result, args.json)
     if result.bad_input and not args.json and result.error:
         print(f"interlock: {result.error['message']}", file=sys.stderr)
     return _exit_code(result)
+
+
+async def _inspect(app: Interlock, args: argparse.Namespace) -> int:
+    data: Any
+    if args.command == "history":
+        data = await app.history(args.thread)
+        show: Any = _print_history
+    elif args.command == "asof":
+        data = await app.asof(args.thread, at=args.at, step=args.step)
+        show = _print_asof
+    elif args.command == "diff":
+        data = await app.diff(args.thread, args.a, args.b)
+        show = _print_diff
+    else:
+        data = await app.explain(args.thread, args.fact)
+        show = _print_explain
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+    else:
+        show(data)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

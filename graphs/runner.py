@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.messages import AIMessage
@@ -17,12 +17,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, StateSnapshot
 
 from agents.base import WorkerSpec
-from checkpoints.history import HistoryStep, history
+from checkpoints import lineage
 from checkpoints.saver import open_checkpointer
 from graphs.errors import InputError, NotFoundError
 from graphs.settings import Settings
 from graphs.state import STAFF, Actor, InterlockContext
-from graphs.supervisor import InterlockGraph, build_graph
+from graphs.supervisor import InterlockGraph, build_graph, pending_effects
 from guards.intake import may_use_thread
 from tools.clock import iso
 from tools.toolbox import Toolbox, build_toolbox
@@ -154,7 +154,11 @@ class Interlock:
 
     async def resume(self, thread_id: str, *, approve: bool | None = None, note: str = "",
                      actor: Actor = STAFF) -> RunResult:
-        """Answer a pending approval (`approve`), or continue a stopped run (`approve=None`)."""
+        """Answer a pending approval (`approve`), or continue (`approve=None`).
+
+        Continuing means: a run that stopped before it finished goes on from its last
+        checkpoint; a finished request that left a refund pending gets it settled.
+        """
         snap = await self.state(thread_id)
         if not snap.values:
             raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
@@ -169,20 +173,32 @@ class Interlock:
         elif snap.interrupts:
             raise InputError(f"Thread {thread_id!r} waits for a refund approval; "
                              f"use --approve or --reject.", field="thread")
-        elif not snap.next:
-            return summarize(thread_id, snap)
+        elif snap.next:
+            command = None  # a run that stopped (a crash): continue from its last checkpoint
+        elif pending_effects(snap.values):  # type: ignore[arg-type]
+            command = Command(goto="reconciler")  # settle refunds whose outcome was unknown
         else:
-            command = None
+            return summarize(thread_id, snap)
         await self.graph.ainvoke(command, _config(thread_id), context=self._context(actor),
                                  durability="sync")
         return summarize(thread_id, await self.state(thread_id))
 
-    async def history(self, thread_id: str) -> list[HistoryStep]:
+    async def history(self, thread_id: str) -> list[dict[str, Any]]:
         """Every step of the thread, oldest first; NotFoundError if it does not exist."""
-        steps = await history(self.graph, thread_id)
-        if not steps:
-            raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
-        return steps
+        return await lineage.history(self.graph, thread_id)
+
+    async def asof(self, thread_id: str, *, at: datetime | None = None,
+                   step: int | None = None) -> dict[str, Any]:
+        """What was known at a moment or step (see `checkpoints.lineage.asof`)."""
+        return await lineage.asof(self.graph, thread_id, at=at, step=step)
+
+    async def diff(self, thread_id: str, a: int, b: int) -> dict[str, Any]:
+        """What changed between two steps (see `checkpoints.lineage.diff`)."""
+        return await lineage.diff(self.graph, thread_id, a, b)
+
+    async def explain(self, thread_id: str, fact_id: str) -> dict[str, Any]:
+        """Where a fact came from and what used it (see `checkpoints.lineage.explain`)."""
+        return await lineage.explain(self.graph, thread_id, fact_id)
 
 
 @asynccontextmanager

@@ -78,8 +78,10 @@ _N = TypeVar("_N", int, float)
 _D = TypeVar("_D", FaultSpec, DependencyPolicy)
 
 _DEFAULT_POLICIES: dict[str, DependencyPolicy] = {
-    "carrier": DependencyPolicy(timeout=2.0, attempts=3, max_concurrency=16),
-    "payments": DependencyPolicy(timeout=5.0, attempts=3, max_concurrency=8),
+    "carrier": DependencyPolicy(timeout=2.0, attempts=3, max_concurrency=8),
+    # A flaky payments service must not open the breaker by chance: 30% failures make five
+    # failures in a row likely within a few hundred calls, ten in a row vanishingly rare.
+    "payments": DependencyPolicy(timeout=5.0, attempts=4, fail_max=10, max_concurrency=8),
     "model": DependencyPolicy(timeout=20.0, attempts=2, fail_max=3, reset_timeout=60.0,
                               max_concurrency=4),
 }
@@ -111,6 +113,8 @@ class Settings:
     """INTERLOCK_MAX_SIDE_EFFECTS: most side-effecting steps (refunds) in one request."""
     max_hops: int = 8
     """INTERLOCK_MAX_HOPS: most supervisor hops in one request; a runaway plan ends here."""
+    resilience_store: str = "memory"
+    """INTERLOCK_RESILIENCE_STORE: `memory`, or a redis:// URL shared by several processes."""
     sqlite_synchronous: str = "NORMAL"
     """INTERLOCK_SQLITE_SYNCHRONOUS: NORMAL (survives process crashes) or FULL (power loss too)."""
     policies: Mapping[str, DependencyPolicy] = field(
@@ -188,9 +192,19 @@ class Settings:
                                      defaults.max_side_effects, int, minimum=0),
             max_hops=_number(env, "INTERLOCK_MAX_HOPS", defaults.max_hops, int, minimum=1),
             sqlite_synchronous=synchronous,
+            resilience_store=_store(text("INTERLOCK_RESILIENCE_STORE")),
             policies=policies,
             faults=faults,
         )
+
+
+def _store(value: str | None) -> str:
+    if value is None or value == "memory":
+        return "memory"
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"expected `memory` or a redis:// URL, got {value!r}",
+                          variable="INTERLOCK_RESILIENCE_STORE")
+    return value
 
 
 def _url(value: str | None, variable: str) -> str | None:

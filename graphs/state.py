@@ -8,10 +8,12 @@ Times are RFC 3339 strings in UTC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
@@ -173,11 +175,13 @@ class Event(TypedDict):
     at: str
     """When it happened."""
     kind: str
-    """attempt, success, failure, retry, breaker, rejected, deadline, ..."""
+    """attempt, retry, breaker, rejected, deadline, fallback, reconcile."""
     dependency: str | None
     """The dependency concerned (carrier, payments, model), if any."""
+    thread_id: str | None
+    """The request's thread."""
     step_id: str | None
-    """The plan step that made the call, if any."""
+    """The plan step that made the call, if any (its id names the request's turn)."""
     detail: dict[str, Any]
     """Attempt number, status code, reason, breaker states, and so on."""
 
@@ -297,6 +301,33 @@ class WorkerReport(TypedDict):
     """A short explanation for people."""
 
 
+def _fold_append(state: list[Any], writes: Sequence[list[Any] | None]) -> list[Any]:
+    return [*state, *(item for write in writes for item in (write or []))]
+
+
+def _fold_merge(state: dict[str, Any], writes: Sequence[dict[str, Any] | None]
+                ) -> dict[str, Any]:
+    merged = dict(state)
+    for write in writes:
+        merged.update(write or {})
+    return merged
+
+
+def _fold_messages(state: list[Any], writes: Sequence[Any]) -> list[Any]:
+    folded: Any = state
+    for write in writes:
+        folded = add_messages(folded, write)
+    return list(folded)
+
+
+# Channels that grow for the life of a thread keep only their new writes in each checkpoint
+# (LangGraph's DeltaChannel, which replays ancestor writes on read and snapshots every 100
+# updates): a checkpoint's size stays flat however long the conversation gets.
+MESSAGES: DeltaChannel[list[Any]] = DeltaChannel(_fold_messages)
+APPEND: DeltaChannel[list[Any]] = DeltaChannel(_fold_append)
+MERGE: DeltaChannel[dict[str, Any]] = DeltaChannel(_fold_merge)
+
+
 def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
     """Reducer: right-biased merge of two dicts."""
     if not left:
@@ -320,14 +351,14 @@ def _append(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
 class InputState(TypedDict):
     """What callers may send: messages only. Actor, plan and facts are never accepted as input."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], MESSAGES]
     """The conversation; the last human message is the request."""
 
 
 class InterlockState(TypedDict):
     """The supervisor graph's state."""
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], MESSAGES]
     """The conversation; the last AI message is the answer."""
     owner: NotRequired[Actor]
     """Who started the thread; a customer may only continue a thread they own."""
@@ -345,13 +376,13 @@ class InterlockState(TypedDict):
     """Supervisor hops in the current request; bounded by the hop limit."""
     inbox: NotRequired[Annotated[list[WorkerReport], merge_inbox]]
     """Worker reports waiting for the fact guard."""
-    results: NotRequired[Annotated[dict[str, StepResult], merge_dicts]]
+    results: NotRequired[Annotated[dict[str, StepResult], MERGE]]
     """Outcome of each step of the thread, by step id."""
-    facts: NotRequired[Annotated[dict[str, Fact], merge_dicts]]
+    facts: NotRequired[Annotated[dict[str, Fact], MERGE]]
     """Facts in force, by fact id; only the fact guard writes here."""
-    verdicts: NotRequired[Annotated[list[Verdict], _append]]
+    verdicts: NotRequired[Annotated[list[Verdict], APPEND]]
     """Every guard verdict of the thread, in order."""
-    events: NotRequired[Annotated[list[Event], _append]]
+    events: NotRequired[Annotated[list[Event], APPEND]]
     """Every recorded tool-layer decision of the thread, in order."""
     degraded: NotRequired[list[str]]
     """Dependencies the current request could not reach."""
@@ -371,7 +402,9 @@ class WorkerInput(TypedDict):
     request: RequestInfo
     """The request, with its actor and deadline."""
     facts: dict[str, Fact]
-    """Facts from the steps this step depends on."""
+    """Facts from the steps this step depends on (for `reconcile`: the step's own facts)."""
+    mode: NotRequired[Literal["run", "reconcile"]]
+    """`run` (default), or `reconcile`: settle an effect whose outcome was unknown."""
 
 
 class WorkerState(WorkerInput):

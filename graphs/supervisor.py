@@ -42,7 +42,7 @@ from guards.plan import make_plan_guard
 from tools.clock import Clock, parse_iso
 from tools.toolbox import Toolbox, build_toolbox
 
-__all__ = ["build_graph", "graph"]
+__all__ = ["build_graph", "graph", "pending_effects"]
 
 InterlockGraph = CompiledStateGraph[InterlockState, InterlockContext, InputState, InterlockState]
 
@@ -106,6 +106,55 @@ def make_supervisor(settings: Settings, clock: Clock) -> Any:
     return supervisor
 
 
+def pending_effects(state: InterlockState) -> dict[str, str]:
+    """Side effects of the current request left unsettled: step id -> `reconcile` or `run`.
+
+    `reconcile`: the outcome is unknown (the request may have landed); `run`: the effect was
+    not made because the dependency was unavailable, and may be tried again.
+    """
+    plan = state.get("plan")
+    facts = state.get("facts", {})
+    unsettled: dict[str, str] = {}
+    for step in plan["steps"] if plan else []:
+        fact = facts.get(f"refund:{step['id']}")
+        if fact is None:
+            continue
+        if fact["value"].get("status") == "pending":
+            unsettled[step["id"]] = "reconcile"
+        elif fact["value"].get("status") == "failed" and fact["value"].get("retryable"):
+            unsettled[step["id"]] = "run"
+    return unsettled
+
+
+async def reconciler(state: InterlockState) -> Command[Any]:
+    """Send each unsettled side effect of the current request back to its worker.
+
+    Reached only by `Command(goto="reconciler")` (what `interlock resume` does for a finished
+    request that left a refund pending or undone): an unknown outcome is settled by asking
+    the service, then retrying the same idempotency key; an effect the dependency refused to
+    take runs its step again (assessment, approval guard, payment with the same key).
+    """
+    plan = state["plan"]
+    assert plan is not None
+    facts = state.get("facts", {})
+    results = state.get("results", {})
+    steps = {s["id"]: s for s in plan["steps"]}
+    unsettled = pending_effects(state)
+    if not unsettled:
+        return Command(goto="responder")
+    sends = []
+    for sid, mode in unsettled.items():
+        step = steps[sid]
+        own = {f"refund:{sid}": facts[f"refund:{sid}"]}
+        inputs = own if mode == "reconcile" else {
+            fid: facts[fid] for dep in step["depends_on"]
+            for fid in results[dep]["fact_ids"] if fid in facts}
+        sends.append(Send(step["worker"], WorkerInput(
+            step=step, request=state["request"], facts=inputs,
+            mode="reconcile" if mode == "reconcile" else "run")))
+    return Command(goto=sends)
+
+
 def after_facts(state: InterlockState) -> str:
     """Route after the fact guard: back to the supervisor while steps remain, else answer.
 
@@ -163,9 +212,13 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     for spec in workers:
         builder.add_node(spec.name, as_node(spec, spec.build(deps)),
                          error_handler=_worker_error_handler(spec),
+                         # A backstop: the governor keeps calls within the deadline; a worker
+                         # stuck anyway is cut here and reported as a failed step.
+                         timeout=settings.deadline_s * 1.1,
                          metadata={"kind": "worker", "worker": spec.name,
                                    "version": spec.version})
         builder.add_edge(spec.name, "fact_guard")
+    builder.add_node("reconciler", reconciler, destinations=(*by_name, "responder"))
     builder.add_node("fact_guard", make_fact_guard(clock, {w.name: w.owns for w in workers}))
     builder.add_node("responder", make_responder())
     builder.add_node("output_guard", make_output_guard(clock))

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from graphs.errors import DependencyError
 from tools.clock import parse_iso
-from tools.governor import CallContext, Governor
+from tools.governor import CallContext, CallGovernor
 from tools.http import LoopClients, classify, json_body
 
 __all__ = ["CarrierClient", "Tracking"]
@@ -40,7 +40,7 @@ class CarrierClient:
 
     dependency = "carrier"
 
-    def __init__(self, clients: LoopClients, governor: Governor) -> None:
+    def __init__(self, clients: LoopClients, governor: CallGovernor) -> None:
         self._clients = clients
         self._governor = governor
 

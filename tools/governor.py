@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import pybreaker
@@ -26,10 +26,10 @@ from graphs.errors import DependencyError
 from graphs.settings import DEPENDENCIES, Settings
 from graphs.state import Event
 from tools.breaker import AsyncBreaker, BreakerOpen, TransitionListener, current_transitions
-from tools.budget import RetryBudget
 from tools.clock import Clock, iso
+from tools.resilience_store import BudgetStore, ResilienceStore, open_store
 
-__all__ = ["Bulkhead", "CallContext", "Governor"]
+__all__ = ["Bulkhead", "CallContext", "CallGovernor", "Governor"]
 
 T = TypeVar("T")
 
@@ -43,23 +43,33 @@ class CallContext:
 
     step_id: str | None = None
     """The plan step making the call."""
+    thread_id: str | None = None
+    """The request's thread."""
     deadline: float | None = None
     """Deadline on the governor clock's monotonic scale (None: no deadline)."""
     events: list[Event] = field(default_factory=list)
     """Events recorded for this caller."""
 
     @classmethod
-    def until(cls, deadline_at: datetime | None, clock: Clock, *,
-              step_id: str | None = None) -> CallContext:
+    def until(cls, deadline_at: datetime | None, clock: Clock, *, step_id: str | None = None,
+              thread_id: str | None = None) -> CallContext:
         """A context whose deadline is the wall-clock moment `deadline_at`."""
         deadline = None
         if deadline_at is not None:
             deadline = clock.monotonic() + (deadline_at - clock.now()).total_seconds()
-        return cls(step_id=step_id, deadline=deadline)
+        return cls(step_id=step_id, thread_id=thread_id, deadline=deadline)
 
     def remaining(self, clock: Clock) -> float | None:
         """Seconds left before the deadline (None: unbounded)."""
         return None if self.deadline is None else self.deadline - clock.monotonic()
+
+
+class CallGovernor(Protocol):
+    """What a dependency client needs: one way to make a call (the governor, or a baseline)."""
+
+    async def call(self, dependency: str, operation: Callable[[float], Awaitable[T]],
+                   ctx: CallContext, *, action: str) -> T:
+        """Call `operation(timeout_s)` under the caller's rules."""
 
 
 class Bulkhead:
@@ -105,32 +115,31 @@ class Governor:
     """Breakers, budgets, bulkheads and retries for every dependency of one process."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, store: ResilienceStore | None = None) -> None:
         self.settings = settings
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
+        self.store = store or open_store(settings.resilience_store)
         self.transitions = TransitionListener()
         self.breakers: dict[str, AsyncBreaker] = {}
-        self.budgets: dict[str, RetryBudget] = {}
+        self.budgets: dict[str, BudgetStore] = {}
         self.bulkheads: dict[str, Bulkhead] = {}
         for name in DEPENDENCIES:
             policy = settings.policy(name)
             breaker = pybreaker.CircuitBreaker(
                 fail_max=policy.fail_max, reset_timeout=policy.reset_timeout,
                 success_threshold=policy.success_threshold, name=name,
-                listeners=[self.transitions],
+                listeners=[self.transitions], state_storage=self.store.breaker_storage(name),
                 # A refused request (4xx other than 408/429) says nothing about the dependency.
                 exclude=[lambda exc: isinstance(exc, DependencyError) and not exc.retryable],
             )
             self.breakers[name] = AsyncBreaker(breaker, clock=self.clock)
-            self.budgets[name] = RetryBudget(ratio=policy.retry_ratio,
-                                             reserve=policy.retry_reserve,
-                                             window_s=policy.retry_window, clock=self.clock)
+            self.budgets[name] = self.store.budget(name, policy, self.clock)
             self.bulkheads[name] = Bulkhead(policy.max_concurrency)
 
     def _event(self, ctx: CallContext, kind: str, dependency: str, **detail: Any) -> None:
         ctx.events.append(Event(at=iso(self.clock.now()), kind=kind, dependency=dependency,
-                                step_id=ctx.step_id, detail=detail))
+                                thread_id=ctx.thread_id, step_id=ctx.step_id, detail=detail))
 
     def _fail(self, ctx: CallContext, kind: str, dependency: str, reason: str, message: str,
               **detail: Any) -> DependencyError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import httpx
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -14,15 +15,21 @@ from pydantic import BaseModel, SecretStr
 
 from graphs.errors import ConfigError, DependencyError
 from graphs.settings import Settings
-from tools.governor import CallContext, Governor
+from tools.governor import CallContext, CallGovernor
+from tools.http import Handler
 
 __all__ = ["ModelClient", "build_chat_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def build_chat_model(settings: Settings) -> BaseChatModel | None:
-    """ChatOpenAI for `INTERLOCK_MODEL=openai:<model>`, None for `rules`."""
+def build_chat_model(settings: Settings, *, max_retries: int = 0,
+                     handler: Handler | None = None) -> BaseChatModel | None:
+    """ChatOpenAI for `INTERLOCK_MODEL=openai:<model>`, None for `rules`.
+
+    `max_retries` stays 0 (the governor retries); the chaos harness's naive baseline passes the
+    SDK's default. `handler` serves the model in-process (the model simulator).
+    """
     if settings.model == "rules":
         return None
     from langchain_openai import ChatOpenAI
@@ -30,13 +37,19 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
     provider, _, name = settings.model.partition(":")
     if provider != "openai" or not name:
         raise ConfigError("expected `rules` or `openai:<model>`", variable="INTERLOCK_MODEL")
+    extra: dict[str, Any] = {}
+    base_url = settings.openai_base_url
+    if handler is not None:
+        extra["http_async_client"] = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        base_url = "http://model.sim/v1"
     return ChatOpenAI(
         model=name,
-        max_retries=0,
+        max_retries=max_retries,
         timeout=settings.policy("model").timeout,
-        base_url=settings.openai_base_url,
+        base_url=base_url,
         api_key=SecretStr(settings.openai_api_key or "not-set"),
         temperature=0,
+        **extra,
     )
 
 
@@ -45,7 +58,7 @@ class ModelClient:
 
     dependency = "model"
 
-    def __init__(self, model: BaseChatModel, governor: Governor) -> None:
+    def __init__(self, model: BaseChatModel, governor: CallGovernor) -> None:
         self.model = model
         self._governor = governor
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphs.errors import DependencyError
-from tools.governor import CallContext, Governor
+from tools.governor import CallContext, CallGovernor
 from tools.http import LoopClients, classify, json_body
 
 __all__ = ["PaymentsClient", "Refund"]
@@ -37,7 +37,7 @@ class PaymentsClient:
 
     dependency = "payments"
 
-    def __init__(self, clients: LoopClients, governor: Governor) -> None:
+    def __init__(self, clients: LoopClients, governor: CallGovernor) -> None:
         self._clients = clients
         self._governor = governor
 

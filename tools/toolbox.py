@@ -9,7 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from graphs.settings import Settings
 from tools.carrier import CarrierClient
 from tools.clock import Clock
-from tools.governor import Governor
+from tools.governor import CallGovernor, Governor
 from tools.http import LoopClients
 from tools.model import ModelClient, build_chat_model
 from tools.payments import PaymentsClient
@@ -29,8 +29,8 @@ class Toolbox:
     """The clock every component uses."""
     store: Store
     """The store database."""
-    governor: Governor
-    """The one retry layer, with breakers, budgets and bulkheads."""
+    governor: CallGovernor
+    """The one retry layer (`Governor`: breakers, budgets, bulkheads, deadlines)."""
     carrier: CarrierClient
     """Carrier tracking."""
     payments: PaymentsClient
@@ -50,7 +50,7 @@ class Toolbox:
 
 def build_toolbox(settings: Settings, *, clock: Clock | None = None,
                   chat_model: BaseChatModel | None = None,
-                  governor: Governor | None = None) -> Toolbox:
+                  governor: CallGovernor | None = None) -> Toolbox:
     """Build the toolbox. Cheap: nothing touches disk or network until first use."""
     clock = clock or Clock()
     governor = governor or Governor(settings, clock=clock)

@@ -75,7 +75,7 @@ def test_refund_above_the_limit_waits_then_resumes_in_a_new_process(home: Path) 
     assert any(v["guard"] == "approval" and v["action"] == "allow"
                for s in steps for v in s["verdicts"])
     human = cli(home, "history", thread)
-    assert human.returncode == 0 and "approval: allow" in human.stdout
+    assert human.returncode == 0 and "approval t1.s3: allow" in human.stdout
 
 
 def test_carrier_outage_still_reports_the_order(home: Path) -> None:

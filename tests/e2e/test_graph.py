@@ -379,3 +379,74 @@ async def test_unreachable_model_degrades_to_rules(settings: Settings) -> None:
     assert len(model.calls) == settings.policy("model").attempts
     assert result.plan["source"] == "rules" and result.degraded == ["model"]
     assert result.status == "completed"
+
+
+async def test_an_unknown_payment_outcome_is_pending_then_reconciled_once(
+        settings: Settings) -> None:
+    # The payments service makes the refund but its answer is lost, and no retry is allowed.
+    once = replace(settings.policy("payments"), attempts=1)
+    lossy = replace(settings.with_faults("payments", FaultSpec(lose=1.0)),
+                    policies={**settings.policies, "payments": once})
+    async with open_interlock(lossy) as app:
+        pending = await app.run("Refund $20 on order 1012")
+        assert app.toolbox.payments_sim is not None
+        made = app.toolbox.payments_sim.all_refunds()
+    assert pending.status == "completed" and pending.degraded == ["payments"]
+    [fact] = facts_of(pending, "refund")
+    assert fact["value"]["status"] == "pending"
+    assert "pending" in pending.answer and "I refunded" not in pending.answer
+    assert len(made) == 1  # it did happen: the client just cannot know
+    async with open_interlock(settings) as app:  # later, the service answers again
+        settled = await app.resume(pending.thread_id)
+        assert app.toolbox.payments_sim is not None
+        after = app.toolbox.payments_sim.all_refunds()
+    [fact] = facts_of(settled, "refund")
+    assert fact["value"]["status"] == "executed"
+    assert "earlier attempt had gone through" in fact["value"]["reasons"][0]
+    assert [r["refund_id"] for r in after] == [made[0]["refund_id"]]
+    assert "I refunded $20.00 on order 1012" in settled.answer
+    kinds = [e["kind"] for e in settled.events]
+    assert "reconcile" in kinds and kinds.index("reconcile") < len(kinds) - 1
+    assert all(e["thread_id"] == pending.thread_id for e in settled.events)
+
+
+async def test_a_lost_answer_is_settled_by_the_governors_retry(settings: Settings) -> None:
+    async with open_interlock(settings.with_faults("payments", FaultSpec(lose=1.0))) as app:
+        result = await app.run("Refund $20 on order 1012")
+        assert app.toolbox.payments_sim is not None
+        made = app.toolbox.payments_sim.all_refunds()
+    [fact] = facts_of(result, "refund")
+    assert fact["value"]["status"] == "executed" and len(made) == 1
+    assert [e["detail"]["outcome"] for e in result.events if e["kind"] == "attempt"
+            and e["detail"]["action"] == "refund"] == ["error", "ok"]
+
+
+async def test_a_payment_that_never_landed_is_made_on_reconcile(settings: Settings) -> None:
+    async with open_interlock(settings.with_faults("payments", FaultSpec(fail=1.0))) as app:
+        failed = await app.run("Refund $20 on order 1012")
+    [fact] = facts_of(failed, "refund")
+    # Either the assessment could not reach payments (failed, retryable: nothing was tried) or
+    # a payment attempt got 503s (pending: as far as the client knows, it may have landed).
+    assert failed.status == "completed" and failed.degraded == ["payments"]
+    assert fact["value"]["status"] == "pending" or (
+        fact["value"]["status"] == "failed" and fact["value"]["retryable"])
+    assert "I refunded" not in failed.answer
+    async with open_interlock(settings) as app:
+        settled = await app.resume(failed.thread_id)
+        assert app.toolbox.payments_sim is not None
+        made = app.toolbox.payments_sim.all_refunds()
+    assert facts_of(settled, "refund")[0]["value"]["status"] == "executed"
+    assert [(r["order_id"], r["amount_cents"]) for r in made] == [(1012, 2000)]
+    assert "I refunded $20.00 on order 1012" in settled.answer
+
+
+def test_nothing_but_the_governor_retries(settings: Settings) -> None:
+    from graphs.supervisor import build_graph
+
+    graph = build_graph(settings=settings)
+    for name, spec in graph.builder.nodes.items():
+        assert not spec.retry_policy, f"{name} has a RetryPolicy"
+    for name in ("orders", "shipping", "policy", "refunds"):
+        timeout = graph.builder.nodes[name].timeout
+        assert timeout is not None and timeout.run_timeout == pytest.approx(
+            settings.deadline_s * 1.1)

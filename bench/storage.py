@@ -1,0 +1,136 @@
+"""Checkpoint storage: bytes per step as a thread grows, and `asof` query times.
+
+Builds (a) one conversation of at least 1,000 steps and (b) a database of at least 10,000
+checkpoints over many threads, then measures, on this machine:
+- checkpoint bytes per step (checkpoint blobs plus pending writes, as SQLite stores them) for
+  the first and the last turns of the long thread: if it grows, every step pays for history;
+- the median time of `asof --step` and `asof --at` queries on the long thread and on one thread
+  of the big database.
+Run: `.venv/bin/python bench/storage.py [--json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from graphs.runner import Interlock, open_interlock
+from graphs.settings import Settings
+
+MESSAGES = ["Where is my order 1042?", "What is your return policy?",
+            "What is the status of order 1001?", "Where is order 1007?"]
+
+
+def _bytes(db: Path, thread: str) -> tuple[int, int]:
+    """(checkpoints, bytes) stored for a thread's main graph, pending writes included."""
+    with sqlite3.connect(db) as conn:
+        count, blobs = conn.execute(
+            "SELECT count(*), coalesce(sum(length(checkpoint) + length(metadata)), 0) "
+            "FROM checkpoints WHERE thread_id = ?", (thread,)).fetchone()
+        writes = conn.execute("SELECT coalesce(sum(length(value)), 0) FROM writes "
+                              "WHERE thread_id = ?", (thread,)).fetchone()[0]
+    return int(count), int(blobs) + int(writes)
+
+
+async def _time(call: Any, repeat: int = 20) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+async def long_thread(app: Interlock, db: Path, steps: int) -> dict[str, Any]:
+    thread = "long-thread"
+    per_turn: list[tuple[int, float]] = []  # (first step of the turn, bytes per step)
+    count, size = 0, 0
+    turn = 0
+    while count < steps:
+        result = await app.run(MESSAGES[turn % len(MESSAGES)], thread_id=thread)
+        assert result.status == "completed", result.answer
+        new_count, new_size = _bytes(db, thread)
+        per_turn.append((count, (new_size - size) / max(1, new_count - count)))
+        count, size = new_count, new_size
+        turn += 1
+    first = statistics.mean(b for _, b in per_turn[:5])
+    last = statistics.mean(b for _, b in per_turn[-5:])
+    history = await app.history(thread)
+    middle = history[len(history) // 2]
+    moment = datetime.fromisoformat(str(middle["created_at"]))
+    return {
+        "turns": turn, "checkpoints": count, "total_bytes": size,
+        "bytes_per_step_first_5_turns": round(first), "bytes_per_step_last_5_turns": round(last),
+        "growth": round(last / first, 2),
+        "asof_step_ms": round(await _time(lambda: app.asof(thread, step=middle["step"])), 2),
+        "asof_at_ms": round(await _time(lambda: app.asof(thread, at=moment)), 2),
+    }
+
+
+async def big_database(app: Interlock, db: Path, checkpoints: int) -> dict[str, Any]:
+    threads = 0
+    while True:
+        with sqlite3.connect(db) as conn:
+            total = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+        if total >= checkpoints:
+            break
+        for _ in range(50):
+            await app.run(MESSAGES[threads % len(MESSAGES)], thread_id=f"bulk-{threads}")
+            threads += 1
+    probe = f"bulk-{threads // 2}"
+    history = await app.history(probe)
+    middle = history[len(history) // 2]
+    moment = datetime.fromisoformat(str(middle["created_at"]))
+    return {
+        "threads": threads, "checkpoints": int(total), "db_bytes": db.stat().st_size,
+        "asof_step_ms": round(await _time(lambda: app.asof(probe, step=middle["step"])), 2),
+        "asof_at_ms": round(await _time(lambda: app.asof(probe, at=moment)), 2),
+    }
+
+
+async def measure(steps: int, checkpoints: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="interlock-storage-") as tmp:
+        settings = Settings(home=Path(tmp))
+        async with open_interlock(settings) as app:
+            db = settings.checkpoints_path
+            return {"long_thread": await long_thread(app, db, steps),
+                    "database": await big_database(app, db, checkpoints)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--checkpoints", type=int, default=10000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    figures = asyncio.run(measure(args.steps, args.checkpoints))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    long, big = figures["long_thread"], figures["database"]
+    print("| figure | value |\n|---|---:|")
+    print(f"| long thread: turns / checkpoints | {long['turns']} / {long['checkpoints']} |")
+    print(f"| bytes per step, first 5 turns | {long['bytes_per_step_first_5_turns']:,} |")
+    print(f"| bytes per step, last 5 turns | {long['bytes_per_step_last_5_turns']:,} |")
+    print(f"| growth (last / first) | {long['growth']}x |")
+    print(f"| long thread: total bytes | {long['total_bytes']:,} |")
+    print(f"| long thread: asof --step (median ms) | {long['asof_step_ms']} |")
+    print(f"| long thread: asof --at (median ms) | {long['asof_at_ms']} |")
+    print(f"| database: threads / checkpoints | {big['threads']:,} / {big['checkpoints']:,} |")
+    print(f"| database: file bytes | {big['db_bytes']:,} |")
+    print(f"| database: asof --step (median ms) | {big['asof_step_ms']} |")
+    print(f"| database: asof --at (median ms) | {big['asof_at_ms']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Where retry budgets and breaker state live: in-process by default, Redis when shared.
+
+Several processes serving the same graph must share one view of a dependency: one retry budget
+(or each process would grant its own ratio) and one breaker (or each would keep calling a
+dependency the others found dead). `ResilienceStore` is that seam; `MemoryStore` keeps state in
+the process, `RedisStore` (`INTERLOCK_RESILIENCE_STORE=redis://host:port/db`) in Redis, using
+pybreaker's own `CircuitRedisStorage` for breakers and a Lua script for the budget window.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import Any, Protocol
+
+import pybreaker
+from redis.exceptions import RedisError
+
+from graphs.errors import ConfigError
+from graphs.settings import DependencyPolicy
+from tools.budget import BudgetSnapshot, RetryBudget
+from tools.clock import Clock
+
+_log = logging.getLogger(__name__)
+
+__all__ = [
+    "BudgetStore",
+    "MemoryStore",
+    "RedisBudget",
+    "RedisStore",
+    "ResilienceStore",
+    "open_store",
+]
+
+
+class BudgetStore(Protocol):
+    """A retry budget: first attempts deposit, retries withdraw."""
+
+    def deposit(self) -> None:
+        """Count one first attempt."""
+
+    def try_withdraw(self) -> bool:
+        """Spend one retry if the budget allows it."""
+
+    def snapshot(self) -> BudgetSnapshot:
+        """Counts in the current window."""
+
+
+class ResilienceStore(Protocol):
+    """Hands out the budget and the breaker storage of each dependency."""
+
+    name: str
+    """`memory` or the store's URL without credentials."""
+
+    def budget(self, dependency: str, policy: DependencyPolicy, clock: Clock) -> BudgetStore:
+        """The dependency's retry budget."""
+
+    def breaker_storage(self, dependency: str) -> pybreaker.CircuitBreakerStorage:
+        """The dependency's breaker state (pybreaker's storage interface)."""
+
+
+class MemoryStore:
+    """State in this process only (the default)."""
+
+    name = "memory"
+
+    def budget(self, dependency: str, policy: DependencyPolicy, clock: Clock) -> BudgetStore:
+        """A sliding-window budget in memory."""
+        return RetryBudget(ratio=policy.retry_ratio, reserve=policy.retry_reserve,
+                           window_s=policy.retry_window, clock=clock)
+
+    def breaker_storage(self, dependency: str) -> pybreaker.CircuitBreakerStorage:
+        """In-memory breaker storage (pybreaker's)."""
+        return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+
+
+# KEYS: requests zset, retries zset. ARGV: now, window, ratio, reserve, member, mode.
+# mode 0 = deposit, 1 = try to withdraw, 2 = snapshot. Returns {requests, retries, granted}.
+_BUDGET_SCRIPT = """
+local horizon = tonumber(ARGV[1]) - tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', horizon)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon)
+local mode = tonumber(ARGV[6])
+if mode == 0 then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[5])
+end
+local requests = redis.call('ZCARD', KEYS[1])
+local retries = redis.call('ZCARD', KEYS[2])
+local granted = 0
+if mode == 1 then
+  local allowed = math.floor(requests * tonumber(ARGV[3]) + 1e-9) + tonumber(ARGV[4])
+  if retries < allowed then
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[5])
+    retries = retries + 1
+    granted = 1
+  end
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[2]) * 1000) + 1000)
+return {requests, retries, granted}
+"""
+
+
+class RedisBudget:
+    """The same sliding-window budget, kept in Redis so every process shares it.
+
+    Time is wall-clock seconds (monotonic clocks are not shared between machines).
+    """
+
+    def __init__(self, client: Any, key: str, policy: DependencyPolicy, clock: Clock) -> None:
+        self._client = client
+        self._keys = [f"{key}:requests", f"{key}:retries"]
+        self._policy = policy
+        self._clock = clock
+        self._script = client.register_script(_BUDGET_SCRIPT)
+
+    def _run(self, mode: int) -> tuple[int, int, int]:
+        p = self._policy
+        result = self._script(keys=self._keys, args=[
+            self._clock.now().timestamp(), p.retry_window, p.retry_ratio, p.retry_reserve,
+            uuid.uuid4().hex, mode])
+        return int(result[0]), int(result[1]), int(result[2])
+
+    def deposit(self) -> None:
+        """Count one first attempt (lost if Redis is unreachable: fewer retries, not more)."""
+        try:
+            self._run(0)
+        except RedisError:
+            _log.warning("retry budget %s: Redis unreachable, deposit lost", self._keys[0])
+
+    def try_withdraw(self) -> bool:
+        """Spend one retry if the shared budget allows it; no retry if Redis is unreachable."""
+        try:
+            return self._run(1)[2] == 1
+        except RedisError:
+            _log.warning("retry budget %s: Redis unreachable, retry refused", self._keys[0])
+            return False
+
+    def snapshot(self) -> BudgetSnapshot:
+        """Counts in the current window, across every process."""
+        requests, retries, _ = self._run(2)
+        allowed = math.floor(requests * self._policy.retry_ratio + 1e-9) + \
+            self._policy.retry_reserve
+        return BudgetSnapshot(requests=requests, retries=retries, allowed=allowed)
+
+
+class RedisStore:
+    """Budgets and breakers shared through Redis by every process that uses the same URL."""
+
+    def __init__(self, url: str, *, namespace: str = "interlock") -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url, socket_timeout=0.5,
+                                            socket_connect_timeout=0.5)
+        self._namespace = namespace
+        self.name = url.split("@")[-1]
+
+    def budget(self, dependency: str, policy: DependencyPolicy, clock: Clock) -> BudgetStore:
+        """The dependency's budget in Redis."""
+        return RedisBudget(self._client, f"{self._namespace}:budget:{dependency}", policy, clock)
+
+    def breaker_storage(self, dependency: str) -> pybreaker.CircuitBreakerStorage:
+        """Redis breaker storage (pybreaker's; `closed` if Redis is unreachable)."""
+        try:
+            return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._client,
+                                                 namespace=f"{self._namespace}:{dependency}")
+        except RedisError as exc:
+            raise ConfigError(f"Redis at {self.name} is unreachable ({exc})",
+                              variable="INTERLOCK_RESILIENCE_STORE") from None
+
+
+def open_store(spec: str) -> ResilienceStore:
+    """The store a setting names: `memory`, or a `redis://` / `rediss://` URL."""
+    if spec == "memory":
+        return MemoryStore()
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(spec)
+    raise ConfigError("expected `memory` or a redis:// URL",
+                      variable="INTERLOCK_RESILIENCE_STORE")
