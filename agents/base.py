@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
+from graphs.freshness import scope_of
 from graphs.state import (
     Event,
     Fact,
@@ -85,6 +86,9 @@ class WorkerSpec:
     """Whether each step needs an order number."""
     requires: tuple[str, ...] = ()
     """Fact kinds each step needs from the steps it depends on (checked by the plan guard)."""
+    produces: Callable[[PlanStep], list[str]] | None = None
+    """The fact ids a step yields, so fresh ones can be reused instead of asked for again
+    (None: never reused, as for side effects)."""
 
 
 def make_fact(spec: WorkerSpec, step: PlanStep, *, kind: str, subject: str,
@@ -94,7 +98,7 @@ def make_fact(spec: WorkerSpec, step: PlanStep, *, kind: str, subject: str,
     return Fact(id=f"{kind}:{subject}", kind=kind, subject=subject,
                 value=value.model_dump(mode="json"), source=source, version=version,
                 as_of=iso(as_of), worker=spec.name, worker_version=spec.version,
-                step_id=step["id"])
+                step_id=step["id"], scope="")  # the scope is stamped by `as_node`
 
 
 def report(spec: WorkerSpec, step: PlanStep, status: StepStatus, facts: list[Fact], *,
@@ -155,8 +159,9 @@ def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
 
     It invokes the compiled subgraph (LangGraph nests it: traces, streaming with
     `subgraphs=True`, and for a subgraph with its own checkpoints, interrupts and resume all
-    work as for a subgraph node), then stamps the report with the worker's true name, so a
-    worker cannot pass its output off as another's. A subgraph compiled without a checkpointer
+    work as for a subgraph node), then stamps the report with the worker's true name and its
+    facts with the requester's scope, so a worker cannot pass its output off as another's, nor
+    a fact seen by staff off as a customer's. A subgraph compiled without a checkpointer
     runs with `durability="exit"`: it has nothing to persist, and LangGraph 1.2 would otherwise
     wait for a checkpoint write that never comes.
     """
@@ -164,8 +169,11 @@ def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
 
     async def run_worker(state: WorkerInput) -> dict[str, Any]:
         out: dict[str, Any] = await graph.ainvoke(state, durability=durability)
+        scope = scope_of(state["request"]["actor"])
         for item in out.get("inbox", []):
             item["worker"] = spec.name
+            for fact in item["facts"]:
+                fact["scope"] = scope  # whose view it is, whatever the worker said
         return out
 
     run_worker.__name__ = f"run_{spec.name}"

@@ -69,5 +69,6 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
 
 SPEC = WorkerSpec(
     name="orders", version="1.0.0", description="Looks up an order: status, items, amounts.",
-    owns={"order": OrderValue}, build=_build, needs_order=True,
+    owns={"order": OrderValue}, build=_build,
+    produces=lambda step: [f"order:{step['order_id']}"], needs_order=True,
 )

@@ -61,4 +61,5 @@ SPEC = WorkerSpec(
     name="policy", version="1.0.0",
     description="Finds the refund-policy version in effect when the request was made.",
     owns={"policy": PolicyValue}, build=_build,
+    produces=lambda step: ["policy:refund"],
 )

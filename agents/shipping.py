@@ -88,5 +88,6 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
 SPEC = WorkerSpec(
     name="shipping", version="1.0.0",
     description="Tracks an order's shipment with the carrier (live status, ETA, last event).",
-    owns={"shipment": ShipmentValue}, build=_build, needs_order=True,
+    owns={"shipment": ShipmentValue}, build=_build,
+    produces=lambda step: [f"shipment:{step['order_id']}"], needs_order=True,
 )

@@ -29,6 +29,7 @@ from tools.clock import Clock
 from tools.model import build_chat_model
 from tools.naive import NaiveGovernor
 from tools.seed import build_seed
+from tools.simulators.faults import SimulatorStats
 from tools.simulators.model import ModelSimulator
 from tools.toolbox import build_toolbox
 
@@ -211,9 +212,8 @@ async def _run_mode(scenario: Scenario, mode: Mode, loads: Sequence[Load], base:
                     concurrency: int, scale: float, home: Path) -> RunFigures:
     settings = replace(base, home=home, carrier_url=None, payments_url=None,
                        model="openai:interlock-sim" if scenario.uses_model else "rules")
-    if mode != "no-fault":
-        settings = settings.with_faults(scenario.dependency, _faults(scenario.faults, scale))
-    model_sim = ModelSimulator(_plan_draft, faults=settings.fault("model"))
+    faults = _faults(scenario.faults, scale) if mode != "no-fault" else FaultSpec()
+    model_sim = ModelSimulator(_plan_draft)
     naive = mode == "naive"
     chat_model = build_chat_model(settings, handler=model_sim,
                                   max_retries=2 if naive else 0) if scenario.uses_model else None
@@ -224,8 +224,20 @@ async def _run_mode(scenario: Scenario, mode: Mode, loads: Sequence[Load], base:
     queue: asyncio.Queue[Load] = asyncio.Queue()
     for load in loads:
         queue.put_nowait(load)
-    started = time.perf_counter()
     async with open_interlock(toolbox=toolbox) as app:
+        # Warm up (seed the store, import lazily loaded code, open connections) without
+        # faults, then inject the fault and count from zero.
+        for _ in range(min(4, len(loads))):
+            await app.run(loads[0].message if scenario.dependency != "payments"
+                          else "What is your return policy?")
+        sims: dict[str, Any] = {"carrier": toolbox.carrier_sim,
+                                "payments": toolbox.payments_sim, "model": model_sim}
+        for sim in sims.values():
+            if sim is not None:
+                sim.stats = SimulatorStats()
+        if sims[scenario.dependency] is not None:
+            sims[scenario.dependency].faults.set(faults)
+        started = time.perf_counter()
         async def worker() -> None:
             while not queue.empty():
                 load = queue.get_nowait()

@@ -20,9 +20,10 @@ from agents.base import WorkerSpec
 from checkpoints import lineage
 from checkpoints.saver import open_checkpointer
 from graphs.errors import InputError, NotFoundError
+from graphs.executor import pending_effects
 from graphs.settings import Settings
 from graphs.state import STAFF, Actor, InterlockContext
-from graphs.supervisor import InterlockGraph, build_graph, pending_effects
+from graphs.supervisor import InterlockGraph, build_graph
 from guards.intake import may_use_thread
 from tools.clock import iso
 from tools.toolbox import Toolbox, build_toolbox

@@ -123,6 +123,11 @@ class Settings:
     """INTERLOCK_DEP_<DEP>: timeout, attempts and breaker tuning per dependency."""
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     """INTERLOCK_FAULTS_<DEP>: faults the in-process simulators inject, per dependency."""
+    fact_ttls: Mapping[str, float | None] = field(
+        default_factory=lambda: {"shipment": 300.0, "order": 3600.0, "policy": None,
+                                 "refund": None})
+    """INTERLOCK_FACT_TTL: seconds a fact of each kind stays fresh (`shipment=300,order=3600`);
+    None: until superseded (a policy, while its version is in effect; a refund's outcome)."""
 
     @property
     def store_path(self) -> Path:
@@ -195,7 +200,25 @@ class Settings:
             resilience_store=_store(text("INTERLOCK_RESILIENCE_STORE")),
             policies=policies,
             faults=faults,
+            fact_ttls=_ttls(defaults.fact_ttls, text("INTERLOCK_FACT_TTL")),
         )
+
+
+def _ttls(base: Mapping[str, float | None], raw: str | None) -> dict[str, float | None]:
+    ttls = dict(base)
+    for part in (raw or "").split(","):
+        if not part.strip():
+            continue
+        kind, sep, value = part.partition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not sep or not kind.strip() or seconds < 0:
+            raise ConfigError(f"expected kind=seconds pairs, got {part!r}",
+                              variable="INTERLOCK_FACT_TTL")
+        ttls[kind.strip()] = seconds
+    return ttls
 
 
 def _store(value: str | None) -> str:

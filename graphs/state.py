@@ -146,6 +146,8 @@ class Fact(TypedDict):
     """That worker's own version."""
     step_id: str
     """The plan step that produced it."""
+    scope: str
+    """Whose view it is (`staff` or `customer:<id>`); a fact is never reused across scopes."""
 
 
 class Verdict(TypedDict):
@@ -372,6 +374,8 @@ class InterlockState(TypedDict):
     """Why the model's plan could not be used (the rules planner stood in), if it could not."""
     dispatched: NotRequired[list[str]]
     """Steps of the current plan the supervisor has sent to workers."""
+    refreshed: NotRequired[list[str]]
+    """Steps of the current plan re-run because their facts went stale (at most once each)."""
     hops: NotRequired[int]
     """Supervisor hops in the current request; bounded by the hop limit."""
     inbox: NotRequired[Annotated[list[WorkerReport], merge_inbox]]

@@ -15,10 +15,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from graphs.errors import DependencyError
 from graphs.settings import Settings
 from graphs.state import (
     ApprovalDecision,
     ApprovalRequest,
+    Event,
     InterlockContext,
     RefundProposal,
     Verdict,
@@ -26,6 +28,8 @@ from graphs.state import (
 )
 from guards.actor import is_staff, resolve_actor
 from tools.clock import Clock, iso, parse_iso
+from tools.governor import CallContext
+from tools.toolbox import Toolbox
 
 __all__ = ["make_approval_guard", "policy_reasons"]
 
@@ -70,8 +74,30 @@ def policy_reasons(p: RefundProposal) -> list[str]:
     return reasons
 
 
-def make_approval_guard(settings: Settings, clock: Clock) -> Any:
-    """The approval guard node, for worker subgraphs with side effects (`scratch.proposal`)."""
+async def _recheck(proposal: RefundProposal, toolbox: Toolbox, ctx: CallContext
+                   ) -> tuple[RefundProposal | None, list[str]]:
+    """The proposal with what changed while a human decided (None if it cannot be checked)."""
+    order = await toolbox.store.order(proposal["order_id"], actor=proposal["requested_by"])
+    try:
+        earlier = await toolbox.payments.refunds(proposal["order_id"], ctx)
+    except DependencyError as exc:
+        return None, [f"payments_unavailable: could not re-check earlier refunds after the "
+                      f"approval ({exc.reason}); no money was moved"]
+    if order is None:
+        return None, [f"order_gone: order {proposal['order_id']} is no longer visible"]
+    fresh = RefundProposal(**{**proposal, "order_status": order.status,
+                              "paid_cents": order.paid_cents,
+                              "refunded_cents": sum(r.amount_cents for r in earlier)})
+    return fresh, []
+
+
+def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> Any:
+    """The approval guard node, for worker subgraphs with side effects (`scratch.proposal`).
+
+    After a human decision (which may come hours later) it checks the order and the earlier
+    refunds again before allowing the payment: what was true when the human was asked may not
+    be true any more.
+    """
 
     async def approval_guard(state: WorkerState, runtime: Runtime[InterlockContext]
                              ) -> dict[str, Any]:
@@ -83,6 +109,7 @@ def make_approval_guard(settings: Settings, clock: Clock) -> Any:
         escalated = False
         approver = None
         verdicts: list[Verdict] = []
+        events: list[Event] = []
         if reasons:
             decision: ApprovalDecision = ApprovalDecision(
                 decision="refuse", reasons=reasons, approver=None, escalated=False,
@@ -119,6 +146,19 @@ def make_approval_guard(settings: Settings, clock: Clock) -> Any:
                     escalated=True, decided_at=iso(clock.now()),
                     reasons=[("approved_by_staff" if approved else "rejected_by_staff")
                              + (f": {note}" if note else "")])
+                if approved:
+                    ctx = CallContext.until(clock.now() + timedelta(seconds=settings.deadline_s),
+                                            clock, step_id=step_id,
+                                            thread_id=_thread(runtime))
+                    fresh, problems = await _recheck(proposal, toolbox, ctx)
+                    if fresh is not None:
+                        problems = policy_reasons(fresh)
+                    events.extend(ctx.events)
+                    if problems:
+                        decision = ApprovalDecision(
+                            decision="refuse", approver=approver, escalated=True,
+                            decided_at=iso(clock.now()),
+                            reasons=[f"changed_while_waiting: {p}" for p in problems])
         else:
             decision = ApprovalDecision(
                 decision="allow", approver=None, escalated=False, decided_at=iso(clock.now()),
@@ -134,9 +174,14 @@ def make_approval_guard(settings: Settings, clock: Clock) -> Any:
         if escalated:
             # A human decision starts a fresh deadline for the payment that follows it.
             scratch["deadline_at"] = iso(clock.now() + timedelta(seconds=settings.deadline_s))
-        return {"scratch": scratch, "verdicts": verdicts}
+        return {"scratch": scratch, "verdicts": verdicts, "events": events}
 
     return approval_guard
+
+
+def _thread(runtime: Runtime[InterlockContext]) -> str | None:
+    info = runtime.execution_info
+    return info.thread_id if info is not None else None
 
 
 def _read_answer(answer: Any) -> tuple[bool | None, str]:

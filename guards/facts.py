@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.types import Overwrite
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from graphs.freshness import scope_of
 from graphs.state import Fact, InterlockState, StepResult, Verdict
 from tools.clock import Clock, iso
 
@@ -24,7 +25,7 @@ _FACT = TypeAdapter(Fact)
 
 
 def check_fact(fact: Any, *, worker: str, step_id: str, owns: Mapping[str, type[BaseModel]],
-               owner_of: Mapping[str, str]) -> str | None:
+               owner_of: Mapping[str, str], scope: str | None = None) -> str | None:
     """Why `fact` may not be committed for `worker`'s step (None: it may)."""
     try:
         fact = _FACT.validate_python(fact, strict=True)
@@ -37,6 +38,8 @@ def check_fact(fact: Any, *, worker: str, step_id: str, owns: Mapping[str, type[
     if fact["worker"] != worker or fact["step_id"] != step_id:
         return (f"provenance: {fact['id']} claims {fact['worker']}/{fact['step_id']}, "
                 f"written by {worker}/{step_id}")
+    if scope is not None and fact["scope"] != scope:
+        return f"scope: {fact['id']} is a {fact['scope']!r} view, the request is {scope!r}"
     if fact["id"] != f"{kind}:{fact['subject']}":
         return f"schema: id {fact['id']!r} does not match {kind}:{fact['subject']}"
     try:
@@ -56,6 +59,7 @@ def make_fact_guard(clock: Clock, owns: Mapping[str, Mapping[str, type[BaseModel
         plan = state.get("plan")
         steps = {s["id"]: s for s in (plan["steps"] if plan else [])}
         turn = state["request"]["turn"]
+        scope = scope_of(state["request"]["actor"])
         facts: dict[str, Fact] = {}
         results: dict[str, StepResult] = {}
         verdicts: list[Verdict] = []
@@ -78,7 +82,8 @@ def make_fact_guard(clock: Clock, owns: Mapping[str, Mapping[str, type[BaseModel
             else:
                 for fact in report["facts"]:
                     problem = check_fact(fact, worker=worker, step_id=step_id,
-                                         owns=owns.get(worker, {}), owner_of=owner_of)
+                                         owns=owns.get(worker, {}), owner_of=owner_of,
+                                         scope=scope)
                     if problem:
                         problems.append(problem)
                     else:

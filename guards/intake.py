@@ -90,7 +90,7 @@ def make_intake_guard(settings: Settings, clock: Clock) -> Any:
         message = _last_human(state.get("messages", []))
         reset: dict[str, Any] = {
             "plan": None, "candidate_plan": None, "planner_fallback": None, "dispatched": [],
-            "hops": 0,
+            "refreshed": [], "hops": 0,
             "inbox": Overwrite([]), "degraded": [], "status": "running", "error": None,
         }
         owner = state.get("owner") or actor

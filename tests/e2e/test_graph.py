@@ -450,3 +450,26 @@ def test_nothing_but_the_governor_retries(settings: Settings) -> None:
         timeout = graph.builder.nodes[name].timeout
         assert timeout is not None and timeout.run_timeout == pytest.approx(
             settings.deadline_s * 1.1)
+
+
+async def test_an_approval_is_rechecked_against_what_changed_while_waiting(
+        app: Interlock) -> None:
+    import httpx
+
+    waiting = await app.run("Refund $150 on order 1001")
+    assert waiting.status == "awaiting_approval"
+    # Meanwhile, another channel refunds $100 of the $189.00 paid.
+    sim = app.toolbox.payments_sim
+    assert sim is not None
+    other = await sim(httpx.Request("POST", "http://payments.sim/v1/refunds",
+                                    headers={"Idempotency-Key": "till-42"},
+                                    json={"order_id": 1001, "amount_cents": 10000,
+                                          "currency": "USD", "reason": "in store"}))
+    assert other.status_code == 201
+    done = await app.resume(waiting.thread_id, approve=True)
+    assert done.status == "refused"
+    [decision] = [v for v in done.verdicts
+                  if v["guard"] == "approval" and v["action"] != "escalate"]
+    assert decision["action"] == "refuse"
+    assert decision["reasons"][0].startswith("changed_while_waiting: exceeds_paid")
+    assert [r["idempotency_key"] for r in sim.all_refunds()] == ["till-42"]

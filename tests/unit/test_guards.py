@@ -96,7 +96,7 @@ def order_fact(**changes: object) -> Fact:
     fact = Fact(id="order:1042", kind="order", subject="1042",
                 value=OrderValue(order_id=1042, found=False).model_dump(mode="json"),
                 source="store", version=None, as_of="2026-11-25T12:00:00Z", worker="orders",
-                worker_version="1.0.0", step_id="t1.s1")
+                worker_version="1.0.0", step_id="t1.s1", scope="staff")
     fact.update(changes)  # type: ignore[typeddict-item]
     return fact
 
@@ -139,14 +139,14 @@ def shipment(order: int = 1042, tracking: str = "JD1042321604") -> Fact:
     return Fact(id=f"shipment:{order}", kind="shipment", subject=str(order),
                 value={"order_id": order, "found": True, "tracking_number": tracking},
                 source="carrier", version=None, as_of="x", worker="shipping",
-                worker_version="1", step_id="t1.s2")
+                worker_version="1", step_id="t1.s2", scope="staff")
 
 
 def refund(order: int, status: str, amount: int = 2500) -> Fact:
     return Fact(id="refund:t1.s3", kind="refund", subject="t1.s3",
                 value={"order_id": order, "status": status, "amount_cents": amount},
                 source="payments", version=None, as_of="x", worker="refunds",
-                worker_version="1", step_id="t1.s3")
+                worker_version="1", step_id="t1.s3", scope="staff")
 
 
 def answer(*statements: str, facts: list[Fact]) -> tuple[str, list[str]]:
