@@ -7,7 +7,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.base import WorkerDeps, WorkerGraph, WorkerSpec, make_fact, report, single_node_worker
+from agents.base import (
+    WorkerDeps,
+    WorkerGraph,
+    WorkerSpec,
+    call_context,
+    make_fact,
+    report,
+    single_node_worker,
+)
 from graphs.state import InterlockContext, WorkerState
 from tools.clock import iso
 
@@ -47,13 +55,15 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         step = state["step"]
         order_id = step["order_id"]
         assert order_id is not None  # the plan guard only passes orders steps with an order
-        order = await toolbox.store.order(order_id, actor=state["request"]["actor"])
+        ctx = call_context(state, toolbox, runtime)
+        order = await toolbox.store.order(order_id, actor=state["request"]["actor"], ctx=ctx)
         now = toolbox.clock.now()
         if order is None:
             value = OrderValue(order_id=order_id, found=False)
             fact = make_fact(SPEC, step, kind="order", subject=str(order_id), value=value,
                              source="store", as_of=now)
-            return report(SPEC, step, "not_found", [fact], note=f"order {order_id} not found")
+            return report(SPEC, step, "not_found", [fact], note=f"order {order_id} not found",
+                          events=ctx.events)
         value = OrderValue(
             order_id=order.id, found=True, status=order.status, placed_at=iso(order.placed_at),
             delivered_at=iso(order.delivered_at) if order.delivered_at else None,
@@ -62,7 +72,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                              unit_cents=i.unit_cents) for i in order.items])
         fact = make_fact(SPEC, step, kind="order", subject=str(order_id), value=value,
                          source="store", as_of=now)
-        return report(SPEC, step, "done", [fact])
+        return report(SPEC, step, "done", [fact], events=ctx.events)
 
     return single_node_worker(SPEC, load_order)
 

@@ -7,7 +7,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict
 
-from agents.base import WorkerDeps, WorkerGraph, WorkerSpec, make_fact, report, single_node_worker
+from agents.base import (
+    WorkerDeps,
+    WorkerGraph,
+    WorkerSpec,
+    call_context,
+    make_fact,
+    report,
+    single_node_worker,
+)
 from graphs.state import InterlockContext, WorkerState
 from tools.clock import iso, parse_iso
 
@@ -35,14 +43,16 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                          ) -> dict[str, Any]:
         step = state["step"]
         at = parse_iso(state["request"]["received_at"])
-        versions = await toolbox.store.policies()
+        ctx = call_context(state, toolbox, runtime)
+        versions = await toolbox.store.policies(ctx)
         current = next((p for p in versions if p.effective_from <= at and (
             p.effective_to is None or at < p.effective_to)), None)
         if current is None:
             fact = make_fact(SPEC, step, kind="policy", subject="refund",
                              value=PolicyValue(name="refund", found=False), source="store",
                              as_of=at)
-            return report(SPEC, step, "not_found", [fact], note="no policy in effect")
+            return report(SPEC, step, "not_found", [fact], note="no policy in effect",
+                          events=ctx.events)
         value = PolicyValue(
             name="refund", found=True, version=current.version,
             effective_from=iso(current.effective_from),
@@ -52,7 +62,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                         if p.effective_to is not None and p.effective_to <= at])
         fact = make_fact(SPEC, step, kind="policy", subject="refund", value=value,
                          source="store", as_of=at, version=current.version)
-        return report(SPEC, step, "done", [fact])
+        return report(SPEC, step, "done", [fact], events=ctx.events)
 
     return single_node_worker(SPEC, pin_policy)
 

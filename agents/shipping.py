@@ -51,17 +51,19 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         step = state["step"]
         order_id = step["order_id"]
         assert order_id is not None
-        shipment = await toolbox.store.shipment(order_id, actor=state["request"]["actor"])
+        ctx = call_context(state, toolbox, runtime)
+        shipment = await toolbox.store.shipment(order_id, actor=state["request"]["actor"],
+                                                ctx=ctx)
         now = toolbox.clock.now()
         if shipment is None:
             fact = make_fact(SPEC, step, kind="shipment", subject=str(order_id),
                              value=ShipmentValue(order_id=order_id, found=False),
                              source="store", as_of=now)
-            return report(SPEC, step, "not_found", [fact], note="no shipment")
+            return report(SPEC, step, "not_found", [fact], note="no shipment",
+                          events=ctx.events)
         base = ShipmentValue(order_id=order_id, found=True, carrier=shipment.carrier,
                              tracking_number=shipment.tracking_number,
                              shipped_at=iso(shipment.shipped_at))
-        ctx = call_context(state, toolbox, runtime)
         try:
             tracking = await toolbox.carrier.track(shipment.tracking_number, ctx)
         except DependencyError as exc:

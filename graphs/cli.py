@@ -1,7 +1,8 @@
 """The `interlock` command line: run, resume, history, demo (and simulators to serve over HTTP).
 
 Exit codes: 0 completed, awaiting approval or refused by policy; 2 bad input or usage;
-1 internal failure. A user never sees a traceback.
+1 internal failure (and, for `replay`, a run that does not reproduce). A user never sees a
+traceback.
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("thread")
     explain.add_argument("fact", help="a fact id, e.g. order:1042")
     explain.add_argument("--json", action="store_true", help="print JSON")
+
+    replay = commands.add_parser("replay", help="re-execute a thread on its recorded results")
+    replay.add_argument("thread")
+    replay.add_argument("--from", dest="from_step", type=int, help="a step (default: the start)")
+    replay.add_argument("--json", action="store_true", help="print JSON")
+
+    fork = commands.add_parser("fork", help="a new thread from a step, for what-if runs")
+    fork.add_argument("thread")
+    fork.add_argument("--from", dest="from_step", type=int, required=True, help="a step")
+    fork.add_argument("--message", help="a request to run on the new thread")
+    fork.add_argument("--json", action="store_true", help="print JSON")
 
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
 
@@ -248,12 +260,48 @@ async def _command(app: Interlock, args: argparse.Namespace) -> int:
     elif args.command == "resume":
         approve = True if args.approve else (False if args.reject else None)
         result = await app.resume(args.thread, approve=approve, note=args.note)
+    elif args.command in ("replay", "fork"):
+        return await _replay_or_fork(app, args)
     else:
         return await _inspect(app, args)
     _print_result(result, args.json)
     if result.bad_input and not args.json and result.error:
         print(f"interlock: {result.error['message']}", file=sys.stderr)
     return _exit_code(result)
+
+
+async def _replay_or_fork(app: Interlock, args: argparse.Namespace) -> int:
+    from graphs.replay import fork, replay
+
+    if args.command == "replay":
+        report = await replay(app, args.thread, from_step=args.from_step)
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False, default=str))
+        elif report["reproduced"]:
+            print(f"reproduced: the {report['steps_compared']} steps after step "
+                  f"{report['from_step']} match the recording "
+                  f"({report['results_served']} recorded results served, no dependency called)")
+        else:
+            diff = report["first_difference"]
+            print(f"DIFFERS at step {diff['step']}"
+                  + (f" ({diff['node']})" if diff.get("node") else "") + f": {diff['what']}")
+            for key in diff.get("keys", []):
+                print(f"  {key}:\n    recorded: {json.dumps(diff['recorded'][key], default=str)}"
+                      f"\n    replayed: {json.dumps(diff['replayed'][key], default=str)}")
+            if not diff.get("keys"):
+                print(f"  recorded: {diff['recorded']}\n  replayed: {diff['replayed']}")
+        return 0 if report["reproduced"] else 1
+    new_thread, result = await fork(app, args.thread, from_step=args.from_step,
+                                    message=args.message)
+    if args.json:
+        print(json.dumps({"thread_id": new_thread, "forked_from": args.thread,
+                          "from_step": args.from_step,
+                          "result": result.to_json() if result else None}, default=str))
+        return 0
+    print(f"forked {args.thread} at step {args.from_step} into {new_thread}")
+    if result is not None:
+        _print_result(result, False)
+    return 0
 
 
 async def _inspect(app: Interlock, args: argparse.Namespace) -> int:

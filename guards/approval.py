@@ -77,7 +77,8 @@ def policy_reasons(p: RefundProposal) -> list[str]:
 async def _recheck(proposal: RefundProposal, toolbox: Toolbox, ctx: CallContext
                    ) -> tuple[RefundProposal | None, list[str]]:
     """The proposal with what changed while a human decided (None if it cannot be checked)."""
-    order = await toolbox.store.order(proposal["order_id"], actor=proposal["requested_by"])
+    order = await toolbox.store.order(proposal["order_id"], actor=proposal["requested_by"],
+                                      ctx=ctx)
     try:
         earlier = await toolbox.payments.refunds(proposal["order_id"], ctx)
     except DependencyError as exc:
@@ -130,6 +131,10 @@ def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> A
                 requested_by=proposal["requested_by"]))
             approver = resolve_actor(runtime)
             approved, note = _read_answer(answer)
+            events.append(Event(at=iso(clock.now()), kind="decision", dependency=None,
+                                thread_id=_thread(runtime), step_id=step_id,
+                                detail={"answer": answer if isinstance(answer, bool | dict)
+                                        else repr(answer)[:200], "approver": approver}))
             if not is_staff(approver):
                 decision = ApprovalDecision(
                     decision="rejected", approver=approver, escalated=True,

@@ -100,6 +100,9 @@ def make_intake_guard(settings: Settings, clock: Clock) -> Any:
             if not may_use_thread(actor, owner):
                 # A thread belongs to whoever started it; another customer learns nothing.
                 raise InputError("This conversation was not found.", field="thread")
+            if rejected := message.additional_kwargs.get("interlock_rejected"):
+                # The stub of an input refused before (a replay, or a client resending it).
+                raise InputError(str(rejected.get("message")), field=str(rejected.get("field")))
             text = check_message(message.content)
         except InputError as exc:
             update: dict[str, Any] = {
@@ -111,7 +114,10 @@ def make_intake_guard(settings: Settings, clock: Clock) -> Any:
             }
             if message is not None:
                 stub = f"[rejected by the intake guard: {exc.message}]"
-                update["messages"] = [HumanMessage(content=stub, id=message.id)]
+                update["messages"] = [HumanMessage(
+                    content=stub, id=message.id,
+                    additional_kwargs={"interlock_rejected": {"message": exc.message,
+                                                              "field": exc.field}})]
             update["request"] = RequestInfo(turn=turn, text="", received_at=iso(now),
                                             deadline_at=deadline, actor=actor)
             return Command(goto="responder", update=update)

@@ -8,9 +8,10 @@ from typing import Any
 from urllib.parse import quote
 
 from graphs.errors import DependencyError
-from tools.clock import parse_iso
+from tools.clock import Clock, parse_iso
 from tools.governor import CallContext, CallGovernor
 from tools.http import LoopClients, classify, json_body
+from tools.recording import recorded
 
 __all__ = ["CarrierClient", "Tracking"]
 
@@ -40,9 +41,11 @@ class CarrierClient:
 
     dependency = "carrier"
 
-    def __init__(self, clients: LoopClients, governor: CallGovernor) -> None:
+    def __init__(self, clients: LoopClients, governor: CallGovernor,
+                 clock: Clock | None = None) -> None:
         self._clients = clients
         self._governor = governor
+        self._clock = clock or Clock()
 
     async def aclose(self) -> None:
         """Close this loop's HTTP connections."""
@@ -60,7 +63,9 @@ class CarrierClient:
                 raise classify(self.dependency, response)
             return _parse(json_body(self.dependency, response))
 
-        return await self._governor.call(self.dependency, attempt, ctx, action="track")
+        return await recorded(ctx, self._clock, self.dependency, "track",
+                              {"tracking_number": tracking_number},
+                              self._governor.call(self.dependency, attempt, ctx, action="track"))
 
 
 def _parse(body: Any) -> Tracking:

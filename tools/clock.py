@@ -58,6 +58,10 @@ class FakeClock(Clock):
         """Move the clock forward."""
         self._elapsed += max(0.0, seconds)
 
+    def set(self, moment: datetime) -> None:
+        """Show `moment` as the current time from now on (monotonic time is not affected)."""
+        self._start = moment - timedelta(seconds=self._elapsed)
+
     async def sleep(self, seconds: float) -> None:
         """Record the sleep and advance the clock without waiting."""
         self.sleeps.append(seconds)

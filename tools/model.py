@@ -15,8 +15,10 @@ from pydantic import BaseModel, SecretStr
 
 from graphs.errors import ConfigError, DependencyError
 from graphs.settings import Settings
+from tools.clock import Clock
 from tools.governor import CallContext, CallGovernor
 from tools.http import Handler
+from tools.recording import recorded
 
 __all__ = ["ModelClient", "build_chat_model"]
 
@@ -58,9 +60,11 @@ class ModelClient:
 
     dependency = "model"
 
-    def __init__(self, model: BaseChatModel, governor: CallGovernor) -> None:
+    def __init__(self, model: BaseChatModel, governor: CallGovernor,
+                 clock: Clock | None = None) -> None:
         self.model = model
         self._governor = governor
+        self._clock = clock or Clock()
 
     @property
     def name(self) -> str:
@@ -94,7 +98,9 @@ class ModelClient:
                                       reason="malformed_output")
             return parsed
 
-        return await self._governor.call(self.dependency, attempt, ctx, action="plan")
+        text = str(messages[-1].content) if messages else ""
+        return await recorded(ctx, self._clock, self.dependency, "plan", {"request": text},
+                              self._governor.call(self.dependency, attempt, ctx, action="plan"))
 
 
 def _status_error(exc: openai.APIStatusError) -> DependencyError:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphs.errors import DependencyError
+from tools.clock import Clock
 from tools.governor import CallContext, CallGovernor
 from tools.http import LoopClients, classify, json_body
+from tools.recording import recorded
 
 __all__ = ["PaymentsClient", "Refund"]
 
@@ -37,9 +39,11 @@ class PaymentsClient:
 
     dependency = "payments"
 
-    def __init__(self, clients: LoopClients, governor: CallGovernor) -> None:
+    def __init__(self, clients: LoopClients, governor: CallGovernor,
+                 clock: Clock | None = None) -> None:
         self._clients = clients
         self._governor = governor
+        self._clock = clock or Clock()
 
     async def aclose(self) -> None:
         """Close this loop's HTTP connections."""
@@ -60,7 +64,9 @@ class PaymentsClient:
             return _parse(json_body(self.dependency, response),
                           replayed=response.status_code == 200)
 
-        return await self._governor.call(self.dependency, attempt, ctx, action="refund")
+        return await recorded(ctx, self._clock, self.dependency, "refund",
+                              {**body, "idempotency_key": idempotency_key},
+                              self._governor.call(self.dependency, attempt, ctx, action="refund"))
 
     async def refunds(self, order_id: int, ctx: CallContext) -> list[Refund]:
         """Every refund of an order, as the payments service knows them."""
@@ -78,7 +84,10 @@ class PaymentsClient:
                                       reason="malformed")
             return [_parse(item) for item in items]
 
-        return await self._governor.call(self.dependency, attempt, ctx, action="list_refunds")
+        return await recorded(ctx, self._clock, self.dependency, "list_refunds",
+                              {"order_id": order_id},
+                              self._governor.call(self.dependency, attempt, ctx,
+                                                  action="list_refunds"))
 
 
 def _parse(body: Any, *, replayed: bool = False) -> Refund:

@@ -15,11 +15,15 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphs.state import Actor
 from tools.clock import Clock, iso, parse_iso
+from tools.recording import recorded
 from tools.seed import SeedData, build_seed
+
+if TYPE_CHECKING:
+    from tools.governor import CallContext
 
 __all__ = ["Item", "Order", "Policy", "Shipment", "Store", "ensure_store"]
 
@@ -194,8 +198,14 @@ class Store:
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         return await asyncio.to_thread(self._rows, sql, params)
 
-    async def order(self, order_id: int, *, actor: Actor) -> Order | None:
+    async def order(self, order_id: int, *, actor: Actor,
+                    ctx: CallContext | None = None) -> Order | None:
         """The order, or None if it does not exist or `actor` may not see it."""
+        return await recorded(ctx, self._clock, "store", "order",
+                              {"order_id": order_id, "actor": dict(actor)},
+                              self._order(order_id, actor))
+
+    async def _order(self, order_id: int, actor: Actor) -> Order | None:
         rows = await self._query(
             "SELECT o.*, i.sku, i.name, i.quantity, i.unit_cents FROM orders o "
             "LEFT JOIN items i ON i.order_id = o.id WHERE o.id = ? AND (? IS NULL OR "
@@ -213,8 +223,14 @@ class Store:
                      total_cents=first["total_cents"], paid_cents=first["paid_cents"],
                      currency=first["currency"], items=items)
 
-    async def shipment(self, order_id: int, *, actor: Actor) -> Shipment | None:
+    async def shipment(self, order_id: int, *, actor: Actor,
+                       ctx: CallContext | None = None) -> Shipment | None:
         """The order's shipment, or None if there is none or `actor` may not see the order."""
+        return await recorded(ctx, self._clock, "store", "shipment",
+                              {"order_id": order_id, "actor": dict(actor)},
+                              self._shipment(order_id, actor))
+
+    async def _shipment(self, order_id: int, actor: Actor) -> Shipment | None:
         rows = await self._query(
             "SELECT s.order_id, s.tracking_number, s.carrier, s.shipped_at FROM shipments s "
             "JOIN orders o ON o.id = s.order_id WHERE s.order_id = ? AND (? IS NULL OR "
@@ -225,8 +241,11 @@ class Store:
         return Shipment(order_id=r["order_id"], tracking_number=r["tracking_number"],
                         carrier=r["carrier"], shipped_at=parse_iso(r["shipped_at"]))
 
-    async def policies(self) -> list[Policy]:
+    async def policies(self, ctx: CallContext | None = None) -> list[Policy]:
         """Every version of the refund policy, oldest first."""
+        return await recorded(ctx, self._clock, "store", "policies", {}, self._policies())
+
+    async def _policies(self) -> list[Policy]:
         rows = await self._query("SELECT * FROM policies ORDER BY effective_from", ())
         return [Policy(version=r["version"], effective_from=parse_iso(r["effective_from"]),
                        effective_to=parse_iso(r["effective_to"]) if r["effective_to"] else None,

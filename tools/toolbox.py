@@ -71,8 +71,8 @@ def build_toolbox(settings: Settings, *, clock: Clock | None = None,
     chat_model = chat_model or build_chat_model(settings)
     return Toolbox(
         settings=settings, clock=clock, store=Store(settings.store_path, clock), governor=governor,
-        carrier=CarrierClient(carrier_http, governor),
-        payments=PaymentsClient(payments_http, governor),
-        model=ModelClient(chat_model, governor) if chat_model is not None else None,
+        carrier=CarrierClient(carrier_http, governor, clock),
+        payments=PaymentsClient(payments_http, governor, clock),
+        model=ModelClient(chat_model, governor, clock) if chat_model is not None else None,
         carrier_sim=carrier_sim, payments_sim=payments_sim,
     )

@@ -56,8 +56,9 @@ async def test_track_known_shipment(toolbox: Toolbox) -> None:
     assert tracking.carrier and tracking.last_event
     assert tracking.as_of.utcoffset() == timedelta(0)
     assert toolbox.carrier_sim.stats.calls == 1
-    assert [e["kind"] for e in ctx.events] == ["attempt"]
+    assert [e["kind"] for e in ctx.events] == ["attempt", "result"]
     assert ctx.events[0]["detail"]["outcome"] == "ok"
+    assert ctx.events[1]["detail"]["result"]["status"] == "in_transit"  # kept for replay
 
 
 async def test_track_delivered_shipment(toolbox: Toolbox) -> None:
