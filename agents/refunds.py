@@ -39,6 +39,7 @@ from graphs.state import (
     WorkerState,
 )
 from tools.clock import iso
+from tools.governor import CallContext
 from tools.toolbox import Toolbox
 
 __all__ = ["SPEC", "RefundValue", "idempotency_key"]
@@ -74,6 +75,17 @@ def _outcome_unknown(events: list[Event]) -> bool:
     return any(e["kind"] == "attempt" and e["detail"].get("action") == "refund"
                and e["detail"].get("outcome") == "error" and e["detail"].get("retryable")
                for e in events)
+
+
+async def _ask_first(toolbox: Toolbox, ctx: CallContext, order_id: int, key: str,
+                     earlier: int) -> None:
+    """Ask the payments service what it knows before trying again; put it on the record."""
+    known = await toolbox.payments.refunds(order_id, ctx)
+    ctx.events.append(Event(
+        at=iso(toolbox.clock.now()), kind="reconcile", dependency="payments",
+        thread_id=ctx.thread_id, step_id=ctx.step_id,
+        detail={"action": "list_refunds", "earlier_attempts": earlier, "key": key,
+                "known_refunds": len(known), "known_cents": sum(r.amount_cents for r in known)}))
 
 
 def _may_succeed_later(exc: DependencyError) -> bool:
@@ -153,12 +165,11 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         common = {k: pending[k] for k in ("order_id", "amount_cents", "currency",
                                           "policy_version", "left_cents")}
         try:
-            known = await toolbox.payments.refunds(pending["order_id"], ctx)
-            ctx.events.append(Event(
-                at=iso(toolbox.clock.now()), kind="reconcile", dependency="payments",
-                thread_id=ctx.thread_id, step_id=step["id"],
-                detail={"action": "list_refunds", "known_refunds": len(known),
-                        "known_cents": sum(r.amount_cents for r in known), "key": key}))
+            earlier = await toolbox.effects.begin(key, dependency="payments", ctx=ctx,
+                                                  request={"order_id": pending["order_id"],
+                                                           "amount_cents":
+                                                           pending["amount_cents"]})
+            await _ask_first(toolbox, ctx, pending["order_id"], key, earlier)
             # The same key can only ever make one refund: if the earlier attempt landed, the
             # service answers 200 with it; if it did not, this makes it now.
             refund = await toolbox.payments.refund(
@@ -172,6 +183,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                                **common)
             return report(SPEC, step, "degraded", [fact], degraded=["payments"],
                           note="pending", events=ctx.events)
+        await toolbox.effects.finish(key, "executed", {"refund_id": refund.refund_id})
         how = ("the earlier attempt had gone through" if refund.replayed
                else "the earlier attempt had not gone through; made now")
         fact = refund_fact(step, now, status="executed", refund_id=refund.refund_id,
@@ -200,6 +212,13 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         key = idempotency_key(_thread_of(runtime), step["id"])
         ctx = call_context(state, toolbox, runtime)
         try:
+            earlier = await toolbox.effects.begin(key, dependency="payments", ctx=ctx,
+                                                  request={"order_id": proposal["order_id"],
+                                                           "amount_cents":
+                                                           proposal["amount_cents"]})
+            if earlier:
+                # A run that died after sending this payment may have made it: ask first.
+                await _ask_first(toolbox, ctx, proposal["order_id"], key, earlier)
             refund = await toolbox.payments.refund(
                 order_id=proposal["order_id"], amount_cents=proposal["amount_cents"],
                 currency=proposal["currency"], reason=f"support request {step['id']}",
@@ -212,8 +231,10 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                       f"payments_failed: {exc.reason}; no money was moved")
             fact = refund_fact(step, now, status=status, idempotency_key=key, reasons=[reason],
                                retryable=not unknown and _may_succeed_later(exc), **common)
+            await toolbox.effects.finish(key, status)
             return report(SPEC, step, "degraded", [fact], degraded=["payments"],
                           note=status, events=ctx.events)
+        await toolbox.effects.finish(key, "executed", {"refund_id": refund.refund_id})
         fact = refund_fact(step, now, status="executed", refund_id=refund.refund_id,
                            idempotency_key=key, reasons=decision["reasons"], **common)
         return report(SPEC, step, "done", [fact], events=ctx.events,

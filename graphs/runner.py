@@ -104,7 +104,7 @@ def summarize(thread_id: str, snap: StateSnapshot) -> RunResult:
     if messages and isinstance(messages[-1], AIMessage):
         answer = str(messages[-1].content)
     error = values.get("error")
-    if snap.next:
+    if snap.next or status == "running":
         status = "failed"
         error = {"code": "interrupted",
                  "message": f"The run stopped before it finished; `interlock resume "
@@ -174,8 +174,12 @@ class Interlock:
         elif snap.interrupts:
             raise InputError(f"Thread {thread_id!r} waits for a refund approval; "
                              f"use --approve or --reject.", field="thread")
-        elif snap.next:
-            command = None  # a run that stopped (a crash): continue from its last checkpoint
+        elif (snap.next or (snap.metadata or {}).get("source") == "input"
+              or snap.values.get("status") == "running"):
+            # A run that stopped (a crash): continue from its last checkpoint. LangGraph shows
+            # no next step when the tasks of the last step finished but their step was not
+            # closed, or when only the input was recorded; the request's status tells.
+            command = None
         elif pending_effects(snap.values):  # type: ignore[arg-type]
             command = Command(goto="reconciler")  # settle refunds whose outcome was unknown
         else:
@@ -210,7 +214,8 @@ async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox |
     settings = settings or (toolbox.settings if toolbox else Settings.from_env())
     toolbox = toolbox or build_toolbox(settings)
     async with open_checkpointer(settings.checkpoints_path,
-                                 synchronous=settings.sqlite_synchronous) as saver:
+                                 synchronous=settings.sqlite_synchronous,
+                                 crash_after=settings.crash_after) as saver:
         try:
             yield Interlock(build_graph(checkpointer=saver, toolbox=toolbox, workers=workers),
                             toolbox)

@@ -123,6 +123,9 @@ class Settings:
     """INTERLOCK_DEP_<DEP>: timeout, attempts and breaker tuning per dependency."""
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     """INTERLOCK_FAULTS_<DEP>: faults the in-process simulators inject, per dependency."""
+    crash_after: tuple[str, int] | None = None
+    """INTERLOCK_CRASH_AFTER: crash injection for recovery tests, `checkpoints=N` or `writes=N`:
+    the process kills itself (SIGKILL) right after its N-th checkpoint or writes record."""
     fact_ttls: Mapping[str, float | None] = field(
         default_factory=lambda: {"shipment": 300.0, "order": 3600.0, "policy": None,
                                  "refund": None})
@@ -138,6 +141,11 @@ class Settings:
     def checkpoints_path(self) -> Path:
         """The SQLite checkpoint database."""
         return self.home / "checkpoints.db"
+
+    @property
+    def effects_path(self) -> Path:
+        """The effects journal (side-effect attempts, written before they are made)."""
+        return self.home / "effects.db"
 
     @property
     def payments_sim_path(self) -> Path:
@@ -201,6 +209,7 @@ class Settings:
             policies=policies,
             faults=faults,
             fact_ttls=_ttls(defaults.fact_ttls, text("INTERLOCK_FACT_TTL")),
+            crash_after=_crash(text("INTERLOCK_CRASH_AFTER")),
         )
 
 
@@ -219,6 +228,16 @@ def _ttls(base: Mapping[str, float | None], raw: str | None) -> dict[str, float 
                               variable="INTERLOCK_FACT_TTL")
         ttls[kind.strip()] = seconds
     return ttls
+
+
+def _crash(value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    what, sep, count = value.partition("=")
+    if what not in ("checkpoints", "writes") or not sep or not count.isdigit() or not int(count):
+        raise ConfigError(f"expected checkpoints=N or writes=N, got {value!r}",
+                          variable="INTERLOCK_CRASH_AFTER")
+    return what, int(count)
 
 
 def _store(value: str | None) -> str:

@@ -17,6 +17,7 @@ from graphs.settings import Settings
 from graphs.state import Actor
 from tools.carrier import CarrierClient, Tracking
 from tools.clock import Clock
+from tools.effects import EffectJournal
 from tools.governor import CallContext, Governor
 from tools.http import LoopClients
 from tools.model import ModelClient
@@ -71,6 +72,21 @@ class _ReplayStore(Store):
     async def policies(self, ctx: CallContext | None = None) -> list[Policy]:
         result: list[Policy] = await self._served.serve(ctx, "store", "policies", {})
         return result
+
+
+class _ReplayJournal(EffectJournal):
+    def __init__(self, served: _Served) -> None:
+        super().__init__(Path("/nonexistent/replay-has-no-journal.db"), served.clock)
+        self._served = served
+
+    async def begin(self, key: str, *, dependency: str, request: dict[str, Any],
+                    ctx: CallContext | None = None) -> int:
+        result: int = await self._served.serve(ctx, "effects", "begin", {"key": key})
+        return result
+
+    async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
+                     ) -> None:
+        return None
 
 
 class _ReplayCarrier(CarrierClient):
@@ -129,6 +145,7 @@ def replay_toolbox(settings: Settings, results: RecordedResults, clock: Clock) -
     return Toolbox(
         settings=settings, clock=clock, store=_ReplayStore(served), governor=governor,
         carrier=_ReplayCarrier(served, governor), payments=_ReplayPayments(served, governor),
+        effects=_ReplayJournal(served),
         model=_ReplayModel(served, governor, settings.model) if settings.model != "rules"
         else None,
         carrier_sim=None, payments_sim=None)

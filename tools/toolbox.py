@@ -9,6 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from graphs.settings import Settings
 from tools.carrier import CarrierClient
 from tools.clock import Clock
+from tools.effects import EffectJournal
 from tools.governor import CallGovernor, Governor
 from tools.http import LoopClients
 from tools.model import ModelClient, build_chat_model
@@ -35,6 +36,8 @@ class Toolbox:
     """Carrier tracking."""
     payments: PaymentsClient
     """Payments (refunds)."""
+    effects: EffectJournal
+    """The journal of side-effect attempts."""
     model: ModelClient | None
     """The planner's model, None with `INTERLOCK_MODEL=rules`."""
     carrier_sim: CarrierSimulator | None
@@ -73,6 +76,7 @@ def build_toolbox(settings: Settings, *, clock: Clock | None = None,
         settings=settings, clock=clock, store=Store(settings.store_path, clock), governor=governor,
         carrier=CarrierClient(carrier_http, governor, clock),
         payments=PaymentsClient(payments_http, governor, clock),
+        effects=EffectJournal(settings.effects_path, clock),
         model=ModelClient(chat_model, governor, clock) if chat_model is not None else None,
         carrier_sim=carrier_sim, payments_sim=payments_sim,
     )

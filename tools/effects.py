@@ -1,0 +1,114 @@
+"""The effects journal: a durable note of every side-effect attempt, written before it is made.
+
+A process can die between sending a payment and recording its answer; the checkpoint then
+shows the step as not done, and the resumed run would simply try again. The journal (SQLite
+in WAL mode under INTERLOCK_HOME, committed before the request goes out) tells the retry that
+an earlier attempt may have landed, so it asks the payments service first
+(`GET /v1/refunds?order_id=`) and records what it learned, then retries with the same
+idempotency key, which can never pay twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tools.clock import Clock, iso
+from tools.recording import recorded
+
+if TYPE_CHECKING:
+    from tools.governor import CallContext
+
+__all__ = ["EffectJournal"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS effects (
+    key TEXT PRIMARY KEY, dependency TEXT NOT NULL, thread_id TEXT, step_id TEXT,
+    request TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, first_attempt_at TEXT,
+    last_attempt_at TEXT, outcome TEXT, outcome_at TEXT, result TEXT);
+"""
+
+
+class EffectJournal:
+    """Side-effect attempts by idempotency key, durable across crashes."""
+
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+        self.path = path
+        self._clock = clock or Clock()
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if not self._ready:
+            with self._lock:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                self._ready = True
+        return conn
+
+    def _begin(self, key: str, dependency: str, thread_id: str | None, step_id: str | None,
+               request: dict[str, Any]) -> int:
+        now = iso(self._clock.now())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT attempts FROM effects WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO effects (key, dependency, thread_id, step_id, request, "
+                             "attempts, first_attempt_at, last_attempt_at) "
+                             "VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                             (key, dependency, thread_id, step_id,
+                              json.dumps(request, sort_keys=True), now, now))
+                earlier = 0
+            else:
+                earlier = int(row[0])
+                conn.execute("UPDATE effects SET attempts = attempts + 1, last_attempt_at = ? "
+                             "WHERE key = ?", (now, key))
+            conn.execute("COMMIT")
+            return earlier
+        finally:
+            conn.close()
+
+    async def begin(self, key: str, *, dependency: str, request: dict[str, Any],
+                    ctx: CallContext | None = None) -> int:
+        """Note an attempt before it is made; return how many were noted before it.
+
+        The answer is recorded in the lineage (a replay is served the same answer).
+        """
+        thread_id = ctx.thread_id if ctx else None
+        step_id = ctx.step_id if ctx else None
+        return await recorded(ctx, self._clock, "effects", "begin", {"key": key},
+                              asyncio.to_thread(self._begin, key, dependency, thread_id,
+                                                step_id, request))
+
+    def _finish(self, key: str, outcome: str, result: dict[str, Any] | None) -> None:
+        conn = self._connect()
+        try:
+            conn.execute("UPDATE effects SET outcome = ?, outcome_at = ?, result = ? "
+                         "WHERE key = ?", (outcome, iso(self._clock.now()),
+                                           json.dumps(result) if result else None, key))
+        finally:
+            conn.close()
+
+    async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
+                     ) -> None:
+        """Note how the effect ended: executed, pending (unknown) or failed."""
+        await asyncio.to_thread(self._finish, key, outcome, result)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every noted effect, oldest first (for tests and audits)."""
+        if not self.path.exists():
+            return []
+        conn = self._connect()
+        conn.row_factory = sqlite3.Row
+        try:
+            rows = conn.execute("SELECT * FROM effects ORDER BY first_attempt_at").fetchall()
+        finally:
+            conn.close()
+        return [dict(row) for row in rows]
