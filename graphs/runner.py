@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, StateSnapshot
 
 from agents.base import WorkerSpec
@@ -77,9 +78,13 @@ def _config(thread_id: str) -> RunnableConfig:
 
 def summarize(thread_id: str, snap: StateSnapshot) -> RunResult:
     """A RunResult from a thread's latest state."""
-    values: dict[str, Any] = snap.values or {}
-    pending = [i.value for i in snap.interrupts]
-    checkpoint_id = (snap.config or {}).get("configurable", {}).get("checkpoint_id")
+    return _summary(thread_id, snap.values or {}, [i.value for i in snap.interrupts],
+                    (snap.config or {}).get("configurable", {}).get("checkpoint_id"),
+                    bool(snap.next))
+
+
+def _summary(thread_id: str, values: dict[str, Any], pending: list[Any],
+             checkpoint_id: str | None, unfinished: bool) -> RunResult:
     request = values.get("request") or {}
     turn = request.get("turn")
     verdicts = [v for v in values.get("verdicts", []) if v.get("turn") == turn]
@@ -104,7 +109,7 @@ def summarize(thread_id: str, snap: StateSnapshot) -> RunResult:
     if messages and isinstance(messages[-1], AIMessage):
         answer = str(messages[-1].content)
     error = values.get("error")
-    if snap.next or status == "running":
+    if unfinished or status == "running":
         status = "failed"
         error = {"code": "interrupted",
                  "message": f"The run stopped before it finished; `interlock resume "
@@ -149,9 +154,7 @@ class Interlock:
                 raise InputError(f"Thread {thread_id!r} is waiting for a refund approval; "
                                  f"resume it with --approve or --reject first.", field="thread")
         payload: Any = {"messages": [{"role": "user", "content": message}]}
-        await self.graph.ainvoke(payload, _config(thread_id), context=self._context(actor),
-                                 durability="sync")
-        return summarize(thread_id, await self.state(thread_id))
+        return await self._invoke(thread_id, payload, actor)
 
     async def resume(self, thread_id: str, *, approve: bool | None = None, note: str = "",
                      actor: Actor = STAFF) -> RunResult:
@@ -184,9 +187,20 @@ class Interlock:
             command = Command(goto="reconciler")  # settle refunds whose outcome was unknown
         else:
             return summarize(thread_id, snap)
-        await self.graph.ainvoke(command, _config(thread_id), context=self._context(actor),
-                                 durability="sync")
-        return summarize(thread_id, await self.state(thread_id))
+        return await self._invoke(thread_id, command, actor)
+
+    async def _invoke(self, thread_id: str, payload: Any, actor: Actor) -> RunResult:
+        """Run the graph until it stops; summarize from its output, not a re-read state."""
+        output = await self.graph.ainvoke(payload, _config(thread_id),
+                                          context=self._context(actor), durability="sync",
+                                          version="v2")
+        saver = self.graph.checkpointer
+        latest = (await saver.aget_tuple({"configurable": {"thread_id": thread_id,
+                                                           "checkpoint_ns": ""}})
+                  if isinstance(saver, BaseCheckpointSaver) else None)
+        checkpoint_id = latest.config["configurable"].get("checkpoint_id") if latest else None
+        return _summary(thread_id, dict(output.value), [i.value for i in output.interrupts],
+                        checkpoint_id, unfinished=False)
 
     async def history(self, thread_id: str) -> list[dict[str, Any]]:
         """Every step of the thread, oldest first; NotFoundError if it does not exist."""
