@@ -152,9 +152,9 @@ async def _locate(graph: Pregel[Any, Any, Any, Any], thread_id: str, *,
 
 def _checkpoint_id_after(moment: datetime) -> str:
     """A uuid6 checkpoint id greater than that of any checkpoint made at or before `moment`."""
-    # One second of slack: an id and its checkpoint's `ts` are taken at slightly different
-    # moments; the scan that follows checks `ts` itself.
-    ticks = int(moment.timestamp() * 10_000_000) + 0x01B21DD213814000 + 10_000_000
+    # 10 ms of slack: an id and its checkpoint's `ts` are taken microseconds apart; the scan
+    # that follows checks `ts` itself, so slack only costs a few extra rows.
+    ticks = int(moment.timestamp() * 10_000_000) + 0x01B21DD213814000 + 100_000
     value = ((ticks >> 12) & 0xFFFFFFFFFFFF) << 80 | (ticks & 0x0FFF) << 64
     return str(uuid.UUID(int=value | (0x6 << 76)))
 
