@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -31,6 +32,7 @@ from graphs.state import (
 )
 from tools.clock import iso, parse_iso
 from tools.governor import CallContext
+from tools.spans import thread_tag
 from tools.toolbox import Toolbox
 
 # `as_node` passes durability="exit" to subgraphs without a checkpointer (see there); LangGraph
@@ -168,7 +170,13 @@ def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
     durability: Literal["exit"] | None = "exit" if graph.checkpointer is False else None
 
     async def run_worker(state: WorkerInput) -> dict[str, Any]:
-        out: dict[str, Any] = await graph.ainvoke(state, durability=durability)
+        step = state["step"]
+        traced: RunnableConfig = {
+            "run_name": f"worker:{spec.name}",
+            "tags": [t for t in ("worker", f"worker:{spec.name}", thread_tag()) if t],
+            "metadata": {"worker": spec.name, "worker_version": spec.version,
+                         "plan_step": step["id"], "order_id": step["order_id"]}}
+        out: dict[str, Any] = await graph.ainvoke(state, traced, durability=durability)
         scope = scope_of(state["request"]["actor"])
         for item in out.get("inbox", []):
             item["worker"] = spec.name

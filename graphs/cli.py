@@ -13,12 +13,14 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphs.errors import ConfigError, InputError, InterlockError
-from graphs.runner import Interlock, RunResult, open_interlock
 from graphs.settings import Settings
 from graphs.state import STAFF, Actor
+
+if TYPE_CHECKING:  # imported when needed: importing the graph reads the (validated) settings
+    from graphs.runner import Interlock, RunResult
 
 __all__ = ["main"]
 
@@ -81,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     fork.add_argument("--from", dest="from_step", type=int, required=True, help="a step")
     fork.add_argument("--message", help="a request to run on the new thread")
     fork.add_argument("--json", action="store_true", help="print JSON")
+
+    keys = commands.add_parser("keys", help="API keys of the LangGraph server")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    add = key_commands.add_parser("add", help="create a key (printed once, stored hashed)")
+    who = add.add_mutually_exclusive_group(required=True)
+    who.add_argument("--staff", action="store_true", help="a key for support staff")
+    who.add_argument("--customer", type=_customer_id, metavar="ID", help="a key for a customer")
+    add.add_argument("--label", default="", help="whose key it is")
+    key_commands.add_parser("list", help="list keys (ids and whom they stand for)")
 
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
 
@@ -225,6 +236,25 @@ def _print_explain(result: dict[str, Any]) -> None:
         print(f"  plan step {step['id']} ({step['worker']})")
 
 
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from graphs.keys import add_key, load_keys
+
+    path = settings.api_keys_path
+    if args.keys_command == "add":
+        actor: Actor = (STAFF if args.staff
+                        else Actor(kind="customer", customer_id=args.customer))
+        entry, key = add_key(path, actor, label=args.label)
+        who = "staff" if args.staff else f"customer {args.customer}"
+        print(f"{key}\n(key {entry.id} for {who}, stored hashed in {path}; it is shown only "
+              f"once)", file=sys.stdout)
+        return 0
+    for entry in load_keys(path):
+        who = ("staff" if entry.actor["kind"] == "staff"
+               else f"customer {entry.actor['customer_id']}")
+        print(f"{entry.id}  {who:<14} {entry.label}")
+    return 0
+
+
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         from graphs.demo import play
@@ -243,6 +273,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         await serve(args.dependency, settings, host=args.host, port=args.port)
         return 0
+    from graphs.runner import open_interlock
+
     async with open_interlock(settings) as app:
         return await _command(app, args)
 
@@ -328,8 +360,14 @@ async def _inspect(app: Interlock, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `interlock` command."""
     args = _parser().parse_args(argv)
+    tracer = None
     try:
         settings = Settings.from_env()
+        if args.command == "keys":
+            return _keys(args, settings)
+        from graphs.tracing import configure_tracing
+
+        tracer = configure_tracing()
         return asyncio.run(_run(args, settings))
     except (InputError, ConfigError) as exc:
         if getattr(args, "json", False):
@@ -348,6 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"way, `interlock resume THREAD` continues it from its last checkpoint.",
               file=sys.stderr)
         return 1
+    finally:
+        if tracer is not None:
+            from graphs.tracing import close_tracing
+
+            if not close_tracing(tracer):
+                print("interlock: LangSmith did not answer in time; this run's traces were "
+                      "not all delivered", file=sys.stderr)
 
 
 if __name__ == "__main__":

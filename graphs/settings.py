@@ -123,6 +123,8 @@ class Settings:
     """INTERLOCK_DEP_<DEP>: timeout, attempts and breaker tuning per dependency."""
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     """INTERLOCK_FAULTS_<DEP>: faults the in-process simulators inject, per dependency."""
+    api_keys_file: Path | None = None
+    """INTERLOCK_API_KEYS_FILE: the server's API keys (hashed); default under INTERLOCK_HOME."""
     crash_after: tuple[str, int] | None = None
     """INTERLOCK_CRASH_AFTER: crash injection for recovery tests, `checkpoints=N` or `writes=N`:
     the process kills itself (SIGKILL) right after its N-th checkpoint or writes record."""
@@ -141,6 +143,11 @@ class Settings:
     def checkpoints_path(self) -> Path:
         """The SQLite checkpoint database."""
         return self.home / "checkpoints.db"
+
+    @property
+    def api_keys_path(self) -> Path:
+        """Where the server's API keys (their SHA-256 digests, and whom they stand for) live."""
+        return self.api_keys_file or self.home / "api-keys.json"
 
     @property
     def effects_path(self) -> Path:
@@ -210,6 +217,7 @@ class Settings:
             faults=faults,
             fact_ttls=_ttls(defaults.fact_ttls, text("INTERLOCK_FACT_TTL")),
             crash_after=_crash(text("INTERLOCK_CRASH_AFTER")),
+            api_keys_file=Path(keys) if (keys := text("INTERLOCK_API_KEYS_FILE")) else None,
         )
 
 

@@ -37,14 +37,13 @@ from guards.facts import make_fact_guard
 from guards.intake import make_intake_guard
 from guards.output import make_output_guard
 from guards.plan import make_plan_guard
+from tools.spans import traced_guard
 from tools.toolbox import Toolbox, build_toolbox
 
 __all__ = ["build_graph", "graph"]
 
 InterlockGraph = CompiledStateGraph[InterlockState, InterlockContext, InputState, InterlockState]
 
-graph: InterlockGraph
-"""The instance `langgraph.json` serves; built on first access (see `__getattr__`)."""
 
 
 def _worker_error_handler(spec: WorkerSpec) -> Any:
@@ -74,17 +73,19 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     workers = tuple(workers or DEFAULT_WORKERS)
     clock = toolbox.clock
     by_name = {w.name: w for w in workers}
-    deps = WorkerDeps(toolbox=toolbox,
-                      guards={"approval": make_approval_guard(settings, clock, toolbox)})
+    deps = WorkerDeps(toolbox=toolbox, guards={"approval": traced_guard(
+        "approval", make_approval_guard(settings, clock, toolbox))})
 
     builder = StateGraph(InterlockState, context_schema=InterlockContext,
                          input_schema=InputState)
-    builder.add_node("intake_guard", make_intake_guard(settings, clock),
+    builder.add_node("intake_guard", traced_guard("intake", make_intake_guard(settings, clock)),
+                     metadata={"kind": "guard", "guard": "intake"},
                      destinations=("planner", "responder"))
-    builder.add_node("planner", make_planner(toolbox, workers),
+    builder.add_node("planner", make_planner(toolbox, workers), metadata={"kind": "planner"},
                      destinations=("plan_guard",))
-    builder.add_node("plan_guard", make_plan_guard(
-        settings, clock, by_name, lambda text, turn: rules_plan(text, turn=turn)),
+    builder.add_node("plan_guard", traced_guard("plan", make_plan_guard(
+        settings, clock, by_name, lambda text, turn: rules_plan(text, turn=turn))),
+        metadata={"kind": "guard", "guard": "plan"},
         destinations=("supervisor", "responder"))
     produces = {w.name: w.produces for w in workers}
     builder.add_node("supervisor", make_supervisor(settings, clock, produces),
@@ -99,9 +100,12 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                                    "version": spec.version})
         builder.add_edge(spec.name, "fact_guard")
     builder.add_node("reconciler", reconciler, destinations=(*by_name, "responder"))
-    builder.add_node("fact_guard", make_fact_guard(clock, {w.name: w.owns for w in workers}))
+    builder.add_node("fact_guard", traced_guard(
+        "facts", make_fact_guard(clock, {w.name: w.owns for w in workers})),
+        metadata={"kind": "guard", "guard": "facts"})
     builder.add_node("responder", make_responder())
-    builder.add_node("output_guard", make_output_guard(clock))
+    builder.add_node("output_guard", traced_guard("output", make_output_guard(clock)),
+                     metadata={"kind": "guard", "guard": "output"})
     builder.add_edge(START, "intake_guard")
     builder.add_conditional_edges("fact_guard", make_after_facts(settings, clock, produces),
                                   ["supervisor", "responder"])
@@ -110,14 +114,7 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     return builder.compile(checkpointer=checkpointer, name="interlock")
 
 
-def __getattr__(name: str) -> Any:
-    """`graph`: the instance `langgraph.json` serves, built on first access.
-
-    Built lazily so that importing this module (the CLI, tests) neither reads the environment
-    nor compiles a graph it does not use; `from graphs.supervisor import graph` still works.
-    """
-    if name == "graph":
-        compiled = build_graph()
-        globals()["graph"] = compiled
-        return compiled
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+graph = build_graph()
+"""The instance `langgraph.json` serves: settings from the environment; the caller's or the
+server's checkpointer. (The LangGraph server reads it from the module's namespace, so it is
+built at import; building touches no disk and no network.)"""

@@ -13,11 +13,18 @@ from graphs.state import STAFF, Actor, InterlockContext
 __all__ = ["is_staff", "resolve_actor"]
 
 
+def _field(value: Any, name: str) -> Any:
+    """`value[name]` or `value.name`: the server's user objects support either."""
+    try:
+        return value[name]
+    except (KeyError, TypeError, IndexError):
+        return getattr(value, name, None)
+
+
 def _coerce(value: Any) -> Actor | None:
     """An Actor from a mapping or an object with `kind` / `customer_id`, if it is a valid one."""
-    get = value.get if isinstance(value, dict) else (lambda k, d=None: getattr(value, k, d))
-    kind = get("kind", None)
-    customer_id = get("customer_id", None)
+    kind = _field(value, "kind")
+    customer_id = _field(value, "customer_id")
     if kind == "staff":
         return Actor(kind="staff", customer_id=None)
     if kind == "customer" and isinstance(customer_id, int) and not isinstance(customer_id, bool):
@@ -42,7 +49,7 @@ def resolve_actor(runtime: Runtime[InterlockContext] | None,
     user = server.user if server is not None and server.user is not None else (
         (config.get("configurable") or {}).get("langgraph_auth_user"))
     if user is not None:
-        actor = _coerce(getattr(user, "actor", None) or user)
+        actor = _coerce(user)
         return actor or Actor(kind="customer", customer_id=None)
     context = runtime.context if runtime is not None else None
     if context is None:

@@ -1,6 +1,6 @@
 """Output guard: the last node before an answer leaves.
 
-- redacts email addresses, phone numbers and card-like numbers;
+- redacts email addresses, phone numbers, card-like numbers and street addresses;
 - keeps only statements backed by a fact of this request: every order number, tracking number
   and amount it mentions must appear in a fact;
 - never lets an answer say a refund was made unless a refund fact says it was executed.
@@ -25,6 +25,9 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _PHONE = re.compile(r"(?<![\w$.,])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])"
                     r"\d{3,4}[\s.-]?\d{3,4}(?![\w])")
+_ADDRESS = re.compile(
+    r"\b\d{1,5}\s+(?:[A-Z][A-Za-z]+\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd"
+    r"|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Square|Sq)\b\.?")
 _ORDER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
 _TRACKING = re.compile(r"\b([A-Z]{2}\d{8,16})\b")
 _MONEY = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})*|\d+)(?:\.(\d{2}))?")
@@ -43,7 +46,8 @@ def redact(text: str) -> tuple[str, list[str]]:
     found: list[str] = []
     for name, pattern, label in (("email", _EMAIL, "[email redacted]"),
                                  ("card", _CARD, "[card number redacted]"),
-                                 ("phone", _PHONE, "[phone redacted]")):
+                                 ("phone", _PHONE, "[phone redacted]"),
+                                 ("address", _ADDRESS, "[address redacted]")):
         text, count = pattern.subn(label, text)
         if count:
             found.append(f"{name} x{count}")

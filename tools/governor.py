@@ -28,6 +28,7 @@ from graphs.state import Event
 from tools.breaker import AsyncBreaker, BreakerOpen, TransitionListener, current_transitions
 from tools.clock import Clock, iso
 from tools.resilience_store import BudgetStore, ResilienceStore, open_store
+from tools.spans import span
 
 __all__ = ["Bulkhead", "CallContext", "CallGovernor", "Governor"]
 
@@ -153,6 +154,24 @@ class Governor:
         `operation` must raise `DependencyError` for failures it recognises (with `retryable`
         set); timeouts and transport errors are classified here.
         """
+        remaining = ctx.remaining(self.clock)
+        with span(f"{dependency}.{action}", run_type="tool",
+                  tags=["tool", f"dependency:{dependency}", f"thread:{ctx.thread_id or ''}"],
+                  metadata={"dependency": dependency, "action": action,
+                            "plan_step": ctx.step_id, "thread_id": ctx.thread_id,
+                            "deadline_left_s": None if remaining is None else round(remaining, 3),
+                            "breaker_state": self.breakers[dependency].state},
+                  inputs={"action": action}) as traced:
+            try:
+                result = await self._call(dependency, operation, ctx, action)
+            except DependencyError as exc:
+                traced.end(outcome="error", reason=exc.reason, retryable=exc.retryable)
+                raise
+            traced.end(outcome="ok")
+            return result
+
+    async def _call(self, dependency: str, operation: Callable[[float], Awaitable[T]],
+                    ctx: CallContext, action: str) -> T:
         policy = self.settings.policy(dependency)
         breaker = self.breakers[dependency]
         budget = self.budgets[dependency]
@@ -173,16 +192,24 @@ class Governor:
             transitions: list[tuple[str, str, str]] = []
             token = current_transitions.set(transitions)
             started = time.perf_counter()
+            attempt_span = span(f"attempt {attempt}", run_type="tool",
+                                tags=[f"dependency:{dependency}"],
+                                metadata={"attempt": attempt, "timeout_s": round(timeout, 3),
+                                          "breaker_state": breaker.state})
+            traced = attempt_span.__enter__()
+            outcome = "ok"
             try:
                 result = await breaker.call(functools.partial(
                     self._attempt, dependency, operation, timeout,
                     budget.deposit if attempt == 1 else None))
             except BreakerOpen as exc:
+                outcome = "rejected: breaker_open"
                 raise self._fail(ctx, "rejected", dependency, "breaker_open",
                                  f"circuit breaker is {exc.state}", action=action,
                                  attempt=attempt) from None
             except DependencyError as exc:
                 error = exc
+                outcome = f"error: {exc.reason}"
             else:
                 self._event(ctx, "attempt", dependency, action=action, attempt=attempt,
                             outcome="ok", ms=round((time.perf_counter() - started) * 1000, 2))
@@ -192,6 +219,9 @@ class Governor:
                 current_transitions.reset(token)
                 for name, old, new in transitions:
                     self._event(ctx, "breaker", name, old=old, new=new, action=action)
+                traced.end(outcome=outcome, breaker_after=breaker.state,
+                           transitions=transitions)
+                attempt_span.__exit__(None, None, None)
             self._event(ctx, "attempt", dependency, action=action, attempt=attempt,
                         outcome="error", reason=error.reason, status=error.status,
                         retryable=error.retryable,

@@ -1,0 +1,107 @@
+"""Who may do what on the LangGraph server (`"auth"` in langgraph.json).
+
+An API key (header `x-api-key`, or `Authorization: Bearer <key>`) stands for an actor: support
+staff, or one customer. No key or an unknown key: 401. Staff see every thread and may approve
+refunds. A customer creates threads that carry their identity, sees and resumes only those
+(any other thread is "not found"), and may not answer an approval. The graph takes the actor
+from this authenticated user, never from the request body (see `guards/actor.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from langgraph_sdk import Auth
+
+from graphs.keys import ApiKey, find_key, load_keys
+from graphs.settings import Settings
+
+__all__ = ["auth"]
+
+auth = Auth()
+
+_cache: dict[Path, tuple[float, list[ApiKey]]] = {}
+
+
+def _read(path: Path) -> list[ApiKey]:
+    mtime = path.stat().st_mtime if path.exists() else -1.0
+    cached = _cache.get(path)
+    if cached is None or cached[0] != mtime:
+        _cache[path] = (mtime, load_keys(path))
+    return _cache[path][1]
+
+
+async def _keys() -> list[ApiKey]:
+    """The current keys (re-read when the file changes, so new keys work without a restart)."""
+    return await asyncio.to_thread(_read, Settings.from_env().api_keys_path)
+
+
+def _presented(headers: dict[bytes, bytes]) -> str | None:
+    if key := headers.get(b"x-api-key"):
+        return key.decode("latin-1").strip()
+    value = headers.get(b"authorization", b"").decode("latin-1").strip()
+    if value.lower().startswith("bearer "):
+        return value[7:].strip()
+    return None
+
+
+@auth.authenticate
+async def authenticate(headers: dict[bytes, bytes]) -> dict[str, Any]:
+    """Map the request's API key to an actor; refuse a request without a valid one."""
+    presented = _presented(headers)
+    if not presented:
+        raise Auth.exceptions.HTTPException(status_code=401, detail="an API key is required")
+    entry = find_key(await _keys(), presented)
+    if entry is None:
+        raise Auth.exceptions.HTTPException(status_code=401, detail="invalid API key")
+    staff = entry.actor["kind"] == "staff"
+    identity = f"staff:{entry.id}" if staff else f"customer:{entry.actor['customer_id']}"
+    return {"identity": identity, "display_name": entry.label or identity,
+            "permissions": ["staff"] if staff else ["customer"],
+            "kind": entry.actor["kind"], "customer_id": entry.actor["customer_id"]}
+
+
+def _is_staff(ctx: Auth.types.AuthContext) -> bool:
+    return "staff" in ctx.permissions
+
+
+@auth.on.threads.create
+async def create_thread(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType:
+    """Every thread records who created it (the filter a create returns becomes metadata)."""
+    metadata = value.get("metadata")
+    if metadata is None:
+        metadata = value["metadata"] = {}
+    metadata["owner"] = ctx.user.identity  # in place: the server keeps this very dict
+    return {"owner": ctx.user.identity}
+
+
+@auth.on.threads.create_run
+async def create_run(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
+    """Runs on one's own threads only; only staff answer an approval."""
+    if _is_staff(ctx):
+        return None
+    command = (value.get("kwargs") or {}).get("command") or {}
+    if command.get("resume") is not None:
+        raise Auth.exceptions.HTTPException(
+            status_code=403, detail="only support staff may answer a refund approval")
+    return {"owner": ctx.user.identity}
+
+
+@auth.on.threads
+async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
+    """Reading, searching, updating or deleting threads: staff any, a customer their own."""
+    return None if _is_staff(ctx) else {"owner": ctx.user.identity}
+
+
+@auth.on.assistants
+async def assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
+    """Everyone may read the assistants; only staff may change them."""
+    return _is_staff(ctx) or ctx.action in ("read", "search")
+
+
+@auth.on
+async def staff_only(ctx: Auth.types.AuthContext, value: Any) -> bool:
+    """Anything else (the store, crons): staff only."""
+    return _is_staff(ctx)

@@ -1,0 +1,91 @@
+"""Named, tagged spans for LangSmith traces, and nothing at all when tracing is off.
+
+LangGraph traces every node by itself; these spans add what a node does inside: each
+dependency call and each of its attempts, each guard verdict, each supervisor hop. They nest
+under the current node's run through LangSmith's run-tree context.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import langsmith
+from langgraph.config import get_config
+from langgraph.types import Command
+from langsmith import utils as ls_utils
+
+__all__ = ["Span", "span", "thread_tag", "traced_guard", "tracing_on"]
+
+
+def tracing_on() -> bool:
+    """Whether runs are being traced (settings or the current tracing context)."""
+    return bool(ls_utils.tracing_is_enabled())
+
+
+class Span:
+    """A handle to end a span with outputs (a no-op when tracing is off)."""
+
+    def __init__(self, run: Any = None) -> None:
+        self._run = run
+        self.outputs: dict[str, Any] = {}
+
+    def end(self, **outputs: Any) -> None:
+        """Record the span's outputs."""
+        self.outputs.update(outputs)
+        if self._run is not None:
+            self._run.add_outputs(outputs)
+
+    def meta(self, **metadata: Any) -> None:
+        """Add metadata learned during the span (the outcome, a breaker state)."""
+        if self._run is not None:
+            self._run.add_metadata(metadata)
+
+
+@contextmanager
+def span(name: str, *, run_type: str = "chain", tags: Sequence[str] = (),
+         metadata: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None
+         ) -> Iterator[Span]:
+    """A child run of the current trace named `name`; free when tracing is off."""
+    if not tracing_on():
+        yield Span()
+        return
+    with langsmith.trace(name, run_type=run_type,  # type: ignore[arg-type]
+                         tags=[t for t in tags if t], metadata=metadata or {},
+                         inputs=inputs or {}) as run:
+        yield Span(run)
+
+
+def thread_tag() -> str:
+    """`thread:<id>` for the run in progress (empty outside a graph run)."""
+    try:
+        config = get_config()
+    except RuntimeError:
+        return ""
+    thread = (config.get("configurable") or {}).get("thread_id")
+    return f"thread:{thread}" if thread else ""
+
+
+def traced_guard(guard: str, node: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Wrap a guard node so each verdict it records is also a span named `verdict:<guard>`.
+
+    The wrapper keeps the node's signature (LangGraph injects `runtime` by it).
+    """
+
+    @functools.wraps(node)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        out = await node(*args, **kwargs)
+        if tracing_on():
+            update = out.update if isinstance(out, Command) else out
+            for verdict in (update or {}).get("verdicts", []) if isinstance(update, dict) else []:
+                with span(f"verdict:{guard}", tags=["guard", f"guard:{guard}", thread_tag()],
+                          metadata={"guard": guard, "plan_step": verdict.get("step_id"),
+                                    "action": verdict.get("action"),
+                                    "passed": verdict.get("passed")},
+                          inputs={"fact_ids": verdict.get("fact_ids", [])}) as traced:
+                    traced.end(verdict=verdict)
+        return out
+
+    return run
