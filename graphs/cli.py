@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graphs.errors import ConfigError, InputError, InterlockError
@@ -92,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--customer", type=_customer_id, metavar="ID", help="a key for a customer")
     add.add_argument("--label", default="", help="whose key it is")
     key_commands.add_parser("list", help="list keys (ids and whom they stand for)")
+
+    trace = commands.add_parser("trace", help="a run's timeline, from its checkpoints (offline)")
+    trace.add_argument("thread")
+    trace.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained page")
+    trace.add_argument("--json", action="store_true", help="print JSON")
+
+    graph = commands.add_parser("graph", help="draw the graph (offline)")
+    shape = graph.add_mutually_exclusive_group()
+    shape.add_argument("--mermaid", action="store_true", help="print Mermaid text (default)")
+    shape.add_argument("--html", type=Path, metavar="FILE", help="write an SVG page")
 
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
 
@@ -260,6 +272,17 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from graphs.demo import play
 
         return await play(settings)
+    if args.command == "graph":
+        from graphs.supervisor import build_graph
+        from graphs.views import graph_html, graph_mermaid
+
+        compiled = build_graph(settings=settings)
+        if args.html:
+            args.html.write_text(graph_html(compiled))
+            print(f"wrote {args.html}")
+        else:
+            print(graph_mermaid(compiled))
+        return 0
     if args.command == "chaos":
         from graphs.chaos import format_report, run_scenario
 
@@ -294,6 +317,8 @@ async def _command(app: Interlock, args: argparse.Namespace) -> int:
         result = await app.resume(args.thread, approve=approve, note=args.note)
     elif args.command in ("replay", "fork"):
         return await _replay_or_fork(app, args)
+    elif args.command == "trace":
+        return await _trace(app, args)
     else:
         return await _inspect(app, args)
     _print_result(result, args.json)
@@ -333,6 +358,28 @@ async def _replay_or_fork(app: Interlock, args: argparse.Namespace) -> int:
     print(f"forked {args.thread} at step {args.from_step} into {new_thread}")
     if result is not None:
         _print_result(result, False)
+    return 0
+
+
+async def _trace(app: Interlock, args: argparse.Namespace) -> int:
+    from checkpoints.timeline import timeline
+    from graphs.views import timeline_html
+
+    data = await timeline(app.graph, args.thread)
+    if args.html:
+        args.html.write_text(timeline_html(data))
+        print(f"wrote {args.html}")
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+    elif not args.html:
+        for number, segment in enumerate(data["segments"], start=1):
+            print(f"segment {number} · {segment['start']} · waited "
+                  f"{segment['after_wait_s']:.1f}s for {segment['waited_for']}")
+            for item in sorted(segment["spans"] + segment["marks"],
+                               key=lambda i: i.get("start") or i.get("at") or ""):
+                when = item.get("start") or item.get("at")
+                print(f"  {str(when)[11:23]}  {item['kind']:<8} {item['name']}"
+                      + (f"  ({item['detail']})" if item.get("detail") else ""))
     return 0
 
 
@@ -377,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InterlockError as exc:
         print(f"interlock: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interlock: interrupted; `interlock resume THREAD` continues a stopped run",
               file=sys.stderr)

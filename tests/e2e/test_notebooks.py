@@ -1,0 +1,30 @@
+"""The notebooks run top to bottom in a fresh kernel, each in under a minute."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_three_notebooks() -> None:
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_failure_modes.ipynb",
+                                           "03_audit_and_replay.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_a_fresh_kernel(path: Path) -> None:
+    book = nbformat.read(path, as_version=4)
+    started = time.monotonic()
+    NotebookClient(book, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent.parent)}}).execute()
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, f"{path.name} took {elapsed:.0f}s"
+    errors = [o for cell in book.cells for o in cell.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
