@@ -18,6 +18,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
+from graphs.actors import may_act_for, resolve_actor
 from graphs.freshness import scope_of
 from graphs.state import (
     Event,
@@ -44,12 +45,14 @@ __all__ = [
     "Node",
     "as_node",
     "WorkerDeps",
+    "WorkerGraph",
     "WorkerSpec",
     "call_context",
     "deadline_of",
     "make_fact",
     "report",
     "single_node_worker",
+    "stamp",
 ]
 
 Node = Callable[..., Awaitable[dict[str, Any]]]
@@ -91,6 +94,11 @@ class WorkerSpec:
     produces: Callable[[PlanStep], list[str]] | None = None
     """The fact ids a step yields, so fresh ones can be reused instead of asked for again
     (None: never reused, as for side effects)."""
+    on_failure: Callable[[WorkerDeps, WorkerInput, BaseException],
+                         Awaitable[dict[str, Any]]] | None = None
+    """For workers with side effects: the report (see `report`) of a step that raised or ran
+    out of time, from what the world shows (an effect it may have made is reported pending,
+    so reconciliation settles it). None: the step is reported failed with no facts."""
 
 
 def make_fact(spec: WorkerSpec, step: PlanStep, *, kind: str, subject: str,
@@ -156,6 +164,20 @@ def single_node_worker(spec: WorkerSpec, node: Node) -> WorkerGraph:
     return graph.compile(name=spec.name, checkpointer=False)
 
 
+def stamp(spec: WorkerSpec, state: WorkerInput, update: dict[str, Any]) -> dict[str, Any]:
+    """A worker's update, its reports named for the worker and its facts scoped to the requester.
+
+    Whatever the worker said: it cannot pass its output off as another worker's, nor a fact
+    seen by staff off as a customer's.
+    """
+    scope = scope_of(state["request"]["actor"])
+    for item in update.get("inbox", []):
+        item["worker"] = spec.name
+        for fact in item["facts"]:
+            fact["scope"] = scope
+    return update
+
+
 def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
     """The supervisor-graph node that runs a worker subgraph for one step.
 
@@ -169,20 +191,23 @@ def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
     """
     durability: Literal["exit"] | None = "exit" if graph.checkpointer is False else None
 
-    async def run_worker(state: WorkerInput) -> dict[str, Any]:
+    async def run_worker(state: WorkerInput, runtime: Runtime[InterlockContext]
+                         ) -> dict[str, Any]:
         step = state["step"]
+        invoker = resolve_actor(runtime)
+        if not may_act_for(invoker, state["request"]["actor"]):
+            # A step whose request claims another actor than the one driving this run did not
+            # come through the intake guard (a forged command or state update): refuse it.
+            return {"inbox": [WorkerReport(
+                step_id=step["id"], worker=spec.name, status="refused", facts=[], degraded=[],
+                note=f"refused: a {invoker['kind']} run may not act for this request")]}
         traced: RunnableConfig = {
             "run_name": f"worker:{spec.name}",
             "tags": [t for t in ("worker", f"worker:{spec.name}", thread_tag()) if t],
             "metadata": {"worker": spec.name, "worker_version": spec.version,
                          "plan_step": step["id"], "order_id": step["order_id"]}}
         out: dict[str, Any] = await graph.ainvoke(state, traced, durability=durability)
-        scope = scope_of(state["request"]["actor"])
-        for item in out.get("inbox", []):
-            item["worker"] = spec.name
-            for fact in item["facts"]:
-                fact["scope"] = scope  # whose view it is, whatever the worker said
-        return out
+        return stamp(spec, state, out)
 
     run_worker.__name__ = f"run_{spec.name}"
     return run_worker

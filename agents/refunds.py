@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from datetime import datetime
 from typing import Any, Literal
 
@@ -34,11 +33,13 @@ from graphs.state import (
     InterlockContext,
     PlanStep,
     RefundProposal,
+    RequestInfo,
+    StepStatus,
     WorkerInput,
     WorkerOutput,
     WorkerState,
 )
-from tools.clock import iso
+from tools.clock import iso, parse_iso
 from tools.governor import CallContext
 from tools.toolbox import Toolbox
 
@@ -64,10 +65,18 @@ class RefundValue(BaseModel):
     """For `failed`: the payments service was unavailable, so trying again later may work."""
 
 
-def idempotency_key(thread_id: str, step_id: str) -> str:
-    """The payment's idempotency key: stable for one thread and plan step, whatever happens."""
-    digest = hashlib.sha256(f"interlock|{thread_id}|{step_id}|refund".encode()).hexdigest()
-    return f"il_{digest[:40]}"
+def idempotency_key(request: RequestInfo, step_id: str, order_id: int) -> str:
+    """The payment's idempotency key: one per request message, plan step and order.
+
+    It does not name the thread: a fork of a thread that already paid, or a client resending
+    its message, reaches the same key, and the payments service answers with the refund it
+    made instead of paying twice. The requester is part of it, so another caller's message id
+    cannot collide with it.
+    """
+    actor = request["actor"]
+    who = f"{actor['kind']}:{actor['customer_id'] or ''}"
+    seed = f"interlock|{who}|{request['message_id']}|{step_id}|{order_id}|refund"
+    return f"il_{hashlib.sha256(seed.encode()).hexdigest()[:40]}"
 
 
 def _outcome_unknown(events: list[Event]) -> bool:
@@ -79,27 +88,27 @@ def _outcome_unknown(events: list[Event]) -> bool:
 
 async def _ask_first(toolbox: Toolbox, ctx: CallContext, order_id: int, key: str,
                      earlier: int) -> None:
-    """Ask the payments service what it knows before trying again; put it on the record."""
-    known = await toolbox.payments.refunds(order_id, ctx)
+    """Ask the payments service what it knows before trying again; put it on the record.
+
+    Only a record for people: the retry that follows uses the same key, so it is safe whether
+    or not this question gets an answer, and a failure to ask does not hold it back.
+    """
+    detail: dict[str, Any] = {"action": "list_refunds", "earlier_attempts": earlier, "key": key}
+    try:
+        known = await toolbox.payments.refunds(order_id, ctx)
+    except DependencyError as exc:
+        detail["error"] = exc.reason
+    else:
+        detail.update(known_refunds=len(known), known_cents=sum(r.amount_cents for r in known))
     ctx.events.append(Event(
         at=iso(toolbox.clock.now()), kind="reconcile", dependency="payments",
-        thread_id=ctx.thread_id, step_id=ctx.step_id,
-        detail={"action": "list_refunds", "earlier_attempts": earlier, "key": key,
-                "known_refunds": len(known), "known_cents": sum(r.amount_cents for r in known)}))
+        thread_id=ctx.thread_id, step_id=ctx.step_id, detail=detail))
 
 
 def _may_succeed_later(exc: DependencyError) -> bool:
     """Whether a payment refused before it was attempted may go through later."""
     return exc.retryable or exc.reason in ("breaker_open", "bulkhead_full", "deadline",
                                            "retry_budget_exhausted", "timeout", "unavailable")
-
-
-def _thread_of(runtime: Runtime[InterlockContext]) -> str:
-    """The thread id; a run without a checkpointer gets a one-off id (it cannot be resumed)."""
-    info = runtime.execution_info
-    if info is not None and info.thread_id:
-        return info.thread_id
-    return f"unthreaded-{info.run_id if info is not None and info.run_id else uuid.uuid4()}"
 
 
 def _build(deps: WorkerDeps) -> WorkerGraph:
@@ -111,17 +120,23 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                          version=value.get("policy_version"))
 
     async def assess(state: WorkerState, runtime: Runtime[InterlockContext]) -> dict[str, Any]:
+        """Propose a refund from the store's order, the payments service and the policy.
+
+        What goes into the money decision is read here, scoped to the requester, rather than
+        taken from the facts handed in: a step cannot be talked into paying by its input.
+        """
         step = state["step"]
         order_id = step["order_id"]
         assert order_id is not None
         now = toolbox.clock.now()
-        order = state["facts"].get(f"order:{order_id}")
-        policy = state["facts"].get("policy:refund")
-        if order is None or not order["value"].get("found"):
+        request = state["request"]
+        ctx = call_context(state, toolbox, runtime)
+        order = await toolbox.store.order(order_id, actor=request["actor"], ctx=ctx)
+        if order is None:
             fact = refund_fact(step, now, order_id=order_id, status="not_found",
                                reasons=[f"order {order_id} not found"])
-            return {**report(SPEC, step, "not_found", [fact]), "scratch": {"stop": True}}
-        ctx = call_context(state, toolbox, runtime)
+            return {**report(SPEC, step, "not_found", [fact], events=ctx.events),
+                    "scratch": {"stop": True}}
         try:
             earlier = await toolbox.payments.refunds(order_id, ctx)
         except DependencyError as exc:
@@ -130,20 +145,31 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                                         f"refunds ({exc.reason}); no money was moved"])
             return {**report(SPEC, step, "degraded", [fact], degraded=["payments"],
                              events=ctx.events), "scratch": {"stop": True}}
-        value = order["value"]
+        requested_at = parse_iso(request["received_at"])
+        policy = next((p for p in await toolbox.store.policies(ctx)
+                       if p.effective_from <= requested_at
+                       and (p.effective_to is None or requested_at < p.effective_to)), None)
         refunded = sum(r.amount_cents for r in earlier)
-        left = max(0, int(value["paid_cents"]) - refunded)
-        pvalue = policy["value"] if policy and policy["value"].get("found") else None
+        amount = step["amount_cents"]
+        key = idempotency_key(request, step["id"], order_id)
+        if (prior := await toolbox.effects.attempted(key, ctx)) is not None:
+            # This step already sent a payment (a run that died, resumed): the earlier one
+            # may be among the refunds just read. Propose exactly what was sent, under the
+            # same key, so the service answers with the refund it made or makes it now; the
+            # service itself never refunds more than was paid.
+            amount = int(prior["amount_cents"])
+            refunded = max(0, refunded - amount)
+        left = max(0, order.paid_cents - refunded)
         proposal = RefundProposal(
             step_id=step["id"], order_id=order_id,
-            amount_cents=step["amount_cents"] if step["amount_cents"] is not None else left,
-            currency=str(value["currency"]), order_status=str(value["status"]),
-            delivered_at=value.get("delivered_at"), paid_cents=int(value["paid_cents"]),
-            refunded_cents=refunded,
-            policy_version=pvalue["version"] if pvalue else None,
-            return_window_days=pvalue["return_window_days"] if pvalue else None,
-            requested_at=state["request"]["received_at"],
-            requested_by=state["request"]["actor"])
+            amount_cents=amount if amount is not None else left,
+            amount_stated=step["amount_cents"] is not None,
+            currency=order.currency, order_status=order.status,
+            delivered_at=iso(order.delivered_at) if order.delivered_at else None,
+            paid_cents=order.paid_cents, refunded_cents=refunded,
+            policy_version=policy.version if policy else None,
+            return_window_days=policy.return_window_days if policy else None,
+            requested_at=request["received_at"], requested_by=request["actor"])
         if proposal["amount_cents"] <= 0:
             fact = refund_fact(step, now, order_id=order_id, status="refused", amount_cents=0,
                                currency=proposal["currency"], left_cents=left,
@@ -209,13 +235,14 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
             status: RefundStatus = "refused" if decision["decision"] == "refuse" else "rejected"
             fact = refund_fact(step, now, status=status, reasons=decision["reasons"], **common)
             return report(SPEC, step, "refused", [fact], note=status)
-        key = idempotency_key(_thread_of(runtime), step["id"])
+        key = idempotency_key(state["request"], step["id"], proposal["order_id"])
         ctx = call_context(state, toolbox, runtime)
+        earlier = 0
         try:
             earlier = await toolbox.effects.begin(key, dependency="payments", ctx=ctx,
-                                                  request={"order_id": proposal["order_id"],
-                                                           "amount_cents":
-                                                           proposal["amount_cents"]})
+                                                  request={k: common[k] for k in (
+                                                      "order_id", "amount_cents", "currency",
+                                                      "policy_version")})
             if earlier:
                 # A run that died after sending this payment may have made it: ask first.
                 await _ask_first(toolbox, ctx, proposal["order_id"], key, earlier)
@@ -224,7 +251,9 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                 currency=proposal["currency"], reason=f"support request {step['id']}",
                 idempotency_key=key, ctx=ctx)
         except DependencyError as exc:
-            unknown = _outcome_unknown(ctx.events)
+            # Unknown if any attempt under this key may have reached the service: one from a
+            # run that died, one that timed out here, or a 409 (the key was already used).
+            unknown = earlier > 0 or exc.status == 409 or _outcome_unknown(ctx.events)
             status = "pending" if unknown else "failed"
             reason = (f"outcome_unknown: the payments service did not confirm ({exc.reason}); "
                       f"retrying with the same key cannot pay twice" if unknown else
@@ -255,9 +284,47 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
     return graph.compile(name=SPEC.name)
 
 
+async def _on_failure(deps: WorkerDeps, state: WorkerInput, error: BaseException
+                      ) -> dict[str, Any]:
+    """A refund step that raised or ran out of time: reported from what the journal knows.
+
+    The effects journal is written before every payment is sent, so it knows: if one was
+    noted (it may have landed) the refund is `pending` and reconciliation settles it under the
+    same key; if none was, it is `failed` with nothing moved, and may be run again.
+    """
+    step = state["step"]
+    toolbox: Toolbox = deps.toolbox
+    what = type(error).__name__
+    order_id = step["order_id"]
+    if order_id is None:
+        return report(SPEC, step, "failed", [], note=f"refunds failed: {what}")
+    key = idempotency_key(state["request"], step["id"], order_id)
+    prior = await toolbox.effects.attempted(key)
+    now = toolbox.clock.now()
+    if prior is None:
+        value = RefundValue(order_id=order_id, status="failed", retryable=True,
+                            reasons=[f"worker_failed: {what} before any payment was sent; "
+                                     f"no money was moved"])
+        status: StepStatus = "failed"
+    else:
+        await toolbox.effects.finish(key, "pending")
+        value = RefundValue(order_id=order_id, status="pending", idempotency_key=key,
+                            amount_cents=int(prior["amount_cents"]),
+                            currency=prior.get("currency"),
+                            policy_version=prior.get("policy_version"),
+                            reasons=[f"outcome_unknown: the step stopped ({what}) after a "
+                                     f"payment was sent; retrying with the same key cannot "
+                                     f"pay twice"])
+        status = "degraded"
+    fact = make_fact(SPEC, step, kind="refund", subject=step["id"], value=value,
+                     source="payments", as_of=now, version=value.policy_version)
+    return report(SPEC, step, status, [fact], degraded=["payments"],
+                  note=f"{value.status} after {what}")
+
+
 SPEC = WorkerSpec(
     name="refunds", version="1.0.0",
     description="Refunds an order after the approval guard allows it (idempotent payment).",
     owns={"refund": RefundValue}, build=_build, side_effects=True, needs_order=True,
-    requires=("order", "policy"),
+    requires=("order", "policy"), on_failure=_on_failure,
 )

@@ -16,6 +16,13 @@ __all__ = ["rules_plan"]
 
 _REFUND = re.compile(r"\brefund(?!\s+polic)|\bmoney back\b|\breimburs|\bcharge ?back\b"
                      r"|\breturn\s+(?:it|this|them|my|the|order)\b", re.IGNORECASE)
+# Talking about a refund is not asking for one: a question about one, or a refusal of one, is
+# answered with the order's status and never becomes a payment.
+_NOT_A_REFUND = re.compile(
+    r"\b(?:don'?t|do not|never|no need to|not|without)\b[^.?!]{0,25}\b(?:refund|reimburs|return)"
+    r"|\bno refund|\brefund(?:ed)?\b[^.?!]{0,25}\bstatus\b|\bstatus\b[^.?!]{0,25}\brefund"
+    r"|\b(?:has|have|had|was|were|is|are|did|got)\b[^.?!]{0,40}\b(?:refunded|reimbursed)\b"
+    r"|\bwhen\b[^.?!]{0,30}\brefund|\bhow much\b[^.?!]{0,30}\brefund", re.IGNORECASE)
 _POLICY = re.compile(r"\bpolic(?:y|ies)\b|\breturn window\b|\bhow long\b.*\breturn"
                      r"|\breturns\b|\bwarrant", re.IGNORECASE)
 _TRACK = re.compile(r"\bwhere\b|\btrack|\bshipp|\bshipment|\bdeliver|\barriv|\bcarrier\b"
@@ -27,7 +34,7 @@ _ORDER = re.compile(r"\border|\bstatus\b|\bpaid\b|\bitems?\b|\btotal\b|\bcancel"
 def rules_plan(text: str, *, turn: int) -> Plan:
     """Plan `text` with rules; an ambiguous or malformed request raises InputError."""
     found = mentions(text)
-    refund = bool(_REFUND.search(text))
+    refund = bool(_REFUND.search(text)) and not _NOT_A_REFUND.search(text)
     policy_asked = bool(_POLICY.search(text))
     track = bool(_TRACK.search(text))
     intents: list[str] = []

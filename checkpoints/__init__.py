@@ -1,1 +1,3 @@
 """Checkpointer factory, history and lineage over LangGraph checkpoints."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Interlock graphs: state, settings, the supervisor graph, the CLI."""
+
+__all__: list[str] = []

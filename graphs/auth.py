@@ -4,7 +4,7 @@ An API key (header `x-api-key`, or `Authorization: Bearer <key>`) stands for an 
 staff, or one customer. No key or an unknown key: 401. Staff see every thread and may approve
 refunds. A customer creates threads that carry their identity, sees and resumes only those
 (any other thread is "not found"), and may not answer an approval. The graph takes the actor
-from this authenticated user, never from the request body (see `guards/actor.py`).
+from this authenticated user, never from the request body (see `graphs/actors.py`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ def _read(path: Path) -> list[ApiKey]:
     return _cache[path][1]
 
 
+_KEYS_PATH = Settings.from_env().api_keys_path  # settings are read once, at start
+
+
 async def _keys() -> list[ApiKey]:
     """The current keys (re-read when the file changes, so new keys work without a restart)."""
-    return await asyncio.to_thread(_read, Settings.from_env().api_keys_path)
+    return await asyncio.to_thread(_read, _KEYS_PATH)
 
 
 def _presented(headers: dict[bytes, bytes]) -> str | None:
@@ -79,14 +82,26 @@ async def create_thread(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.F
 
 @auth.on.threads.create_run
 async def create_run(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
-    """Runs on one's own threads only; only staff answer an approval."""
+    """Runs on one's own threads only; a customer sends messages, never commands.
+
+    A command can answer an approval (`resume`), write state (`update`) or start any node
+    (`goto`): all of that is for staff. A customer's run goes through the intake guard.
+    """
     if _is_staff(ctx):
         return None
-    command = (value.get("kwargs") or {}).get("command") or {}
-    if command.get("resume") is not None:
-        raise Auth.exceptions.HTTPException(
-            status_code=403, detail="only support staff may answer a refund approval")
+    command = (value.get("kwargs") or {}).get("command")
+    if command:
+        detail = ("only support staff may answer a refund approval"
+                  if isinstance(command, dict) and command.get("resume") is not None
+                  else "customers may send messages only, not commands")
+        raise Auth.exceptions.HTTPException(status_code=403, detail=detail)
     return {"owner": ctx.user.identity}
+
+
+@auth.on.threads.update
+async def update_thread(ctx: Auth.types.AuthContext, value: Any) -> bool:
+    """Writing a thread's state or metadata directly: staff only."""
+    return _is_staff(ctx)
 
 
 @auth.on.threads

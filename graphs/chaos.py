@@ -19,9 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.refunds import idempotency_key
 from agents.rules import rules_plan
 from graphs.errors import InputError
+from graphs.executor import pending_effects
 from graphs.runner import RunResult, open_interlock
 from graphs.settings import DependencyPolicy, FaultSpec, Settings
 from graphs.state import Actor
@@ -284,19 +284,20 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
     """Count refunds at the payments service; settle pending ones by resuming their threads."""
     sim = app.toolbox.payments_sim
     assert sim is not None
-    approved: dict[str, str] = {}  # expected idempotency key -> thread
+    approved: dict[str, str] = {}  # idempotency key of an allowed refund -> thread
     pending_threads: list[str] = []  # threads with a refund pending or failed (retryable)
-    for _, result, _ in results:
+
+    def note_allowed(thread: str, result: RunResult) -> None:
         for fact in result.facts.values():
-            if fact["kind"] != "refund":
-                continue
-            allowed = any(v["guard"] == "approval" and v["action"] == "allow"
-                          and v["step_id"] == fact["step_id"] for v in result.verdicts)
-            if allowed:
-                approved[idempotency_key(result.thread_id, fact["step_id"])] = result.thread_id
-            status = fact["value"]["status"]
-            if status == "pending" or (status == "failed" and fact["value"].get("retryable")):
-                pending_threads.append(result.thread_id)
+            key = fact["value"].get("idempotency_key") if fact["kind"] == "refund" else None
+            if key and any(v["guard"] == "approval" and v["action"] == "allow"
+                           and v["step_id"] == fact["step_id"] for v in result.verdicts):
+                approved[key] = thread
+
+    for _, result, _ in results:
+        note_allowed(result.thread_id, result)
+        if _unsettled(result):
+            pending_threads.append(result.thread_id)
     made_after_load = {r["idempotency_key"] for r in sim.all_refunds()}
     passes = 0
     while pending_threads and passes < 10:
@@ -304,12 +305,8 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
         still = []
         for thread in pending_threads:
             settled = await app.resume(thread)
-            for fact in settled.facts.values():
-                if fact["kind"] == "refund" and fact["step_id"] not in approved.values():
-                    if any(v["guard"] == "approval" and v["action"] == "allow"
-                           and v["step_id"] == fact["step_id"] for v in settled.verdicts):
-                        approved[idempotency_key(thread, fact["step_id"])] = thread
-            if pending_effects_of(settled):
+            note_allowed(thread, settled)
+            if _unsettled(settled):
                 still.append(thread)
         pending_threads = still
     made = sim.all_refunds()
@@ -327,11 +324,9 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
     }
 
 
-def pending_effects_of(result: RunResult) -> bool:
-    """Whether a result still has a refund pending or failed for a retryable reason."""
-    return any(f["kind"] == "refund" and (f["value"]["status"] == "pending" or (
-        f["value"]["status"] == "failed" and f["value"].get("retryable")))
-        for f in result.facts.values())
+def _unsettled(result: RunResult) -> bool:
+    """Whether a result still has a side effect pending or undone for a retryable reason."""
+    return bool(pending_effects({"plan": result.plan, "facts": result.facts}))
 
 
 def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],

@@ -404,6 +404,18 @@ async def _inspect(app: Interlock, args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_error(args: argparse.Namespace, exc: InterlockError, status: str) -> None:
+    """The error on stderr; with --json also the contract's object on stdout."""
+    if getattr(args, "json", False) and args.command in ("run", "resume"):
+        print(json.dumps({"thread_id": getattr(args, "thread", None), "status": status,
+                          "answer": exc.message, "degraded": [], "pending_approval": None,
+                          "checkpoint_id": None, "error": exc.to_dict()},
+                         ensure_ascii=False))
+    elif getattr(args, "json", False):
+        print(json.dumps({"status": status, "error": exc.to_dict()}, ensure_ascii=False))
+    print(f"interlock: {exc.message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `interlock` command."""
     args = _parser().parse_args(argv)
@@ -417,12 +429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracer = configure_tracing()
         return asyncio.run(_run(args, settings))
     except (InputError, ConfigError) as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"status": "refused", "error": exc.to_dict()}))
-        print(f"interlock: {exc.message}", file=sys.stderr)
+        _print_error(args, exc, "refused")
         return 2
     except InterlockError as exc:
-        print(f"interlock: {exc.message}", file=sys.stderr)
+        _print_error(args, exc, "failed")
         return 1
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -183,23 +183,22 @@ def make_after_facts(settings: Settings, clock: Clock, produces: Produces
     return after_facts
 
 
-def pending_effects(state: InterlockState) -> dict[str, str]:
+def pending_effects(state: Mapping[str, Any]) -> dict[str, str]:
     """Side effects of the current request left unsettled: step id -> `reconcile` or `run`.
 
     `reconcile`: the outcome is unknown (the request may have landed); `run`: the effect was
     not made because the dependency was unavailable, and may be tried again.
     """
     plan = state.get("plan")
-    facts = state.get("facts", {})
+    steps = {step["id"] for step in plan["steps"]} if plan else set()
     unsettled: dict[str, str] = {}
-    for step in plan["steps"] if plan else []:
-        fact = facts.get(f"refund:{step['id']}")
-        if fact is None:
+    for fact in state.get("facts", {}).values():
+        if fact["step_id"] not in steps or not isinstance(fact["value"], dict):
             continue
         if fact["value"].get("status") == "pending":
-            unsettled[step["id"]] = "reconcile"
+            unsettled[fact["step_id"]] = "reconcile"
         elif fact["value"].get("status") == "failed" and fact["value"].get("retryable"):
-            unsettled[step["id"]] = "run"
+            unsettled.setdefault(fact["step_id"], "run")
     return unsettled
 
 
@@ -222,11 +221,12 @@ async def reconciler(state: InterlockState) -> Command[Any]:
     sends = []
     for sid, mode in unsettled.items():
         step = steps[sid]
-        own = {f"refund:{sid}": facts[f"refund:{sid}"]}
+        own = {fid: fact for fid, fact in facts.items() if fact["step_id"] == sid}
         inputs = own if mode == "reconcile" else {
             fid: facts[fid] for dep in step["depends_on"]
             for fid in results[dep]["fact_ids"] if fid in facts}
         sends.append(Send(step["worker"], WorkerInput(
             step=step, request=state["request"], facts=inputs,
             mode="reconcile" if mode == "reconcile" else "run")))
-    return Command(goto=sends)
+    # What the earlier attempt reported no longer stands until the steps report again.
+    return Command(goto=sends, update={"degraded": [], "status": "running", "error": None})

@@ -28,6 +28,11 @@ _MONEY = re.compile(
 _VALID_MONEY = re.compile(r"^(?:\d{1,3}(?:,\d{3})+|\d{1,7})(?:\.\d{1,2})?$")
 _NUMBER = re.compile(r"(?<![\w.$+-])#?(\d{3,9})(?![\w-]|\.\d)")
 _CARD_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# A year after a month name or "in"/"since" ("in March 2024", "since 2023") is not an order.
+_YEAR = re.compile(
+    r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|in|since|year|until)"
+    r"\.?\s+(?:\d{1,2}(?:st|nd|rd|th)?,?\s+)?(?P<year>(?:19|20)\d{2})\b", re.IGNORECASE)
 ORDER_MIN = 1000
 """Order numbers start at 1001; smaller numbers are not read as orders."""
 
@@ -51,6 +56,7 @@ def mentions(text: str) -> Mentions:
         money_spans.append(match.span())
         amounts.append(_parse_amount(raw, match.group(0).strip()))
     money_spans.extend(m.span() for m in _CARD_LIKE.finditer(text))
+    money_spans.extend(m.span("year") for m in _YEAR.finditer(text))
     order_ids: list[int] = []
     for match in _NUMBER.finditer(text):
         start = match.start()

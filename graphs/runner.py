@@ -142,8 +142,12 @@ class Interlock:
         return summarize(thread_id, snap)
 
     async def run(self, message: str, *, thread_id: str | None = None,
-                  actor: Actor = STAFF) -> RunResult:
-        """Run one request (a new thread unless `thread_id` names an existing one)."""
+                  actor: Actor = STAFF, message_id: str | None = None) -> RunResult:
+        """Run one request (a new thread unless `thread_id` names an existing one).
+
+        `message_id` makes a client's retry safe: a message already handled in the thread is
+        answered as before and runs nothing again.
+        """
         if thread_id is None:
             thread_id = f"t-{uuid.uuid4().hex[:12]}"
         elif (snap := await self.state(thread_id)).values:
@@ -153,7 +157,8 @@ class Interlock:
             if snap.interrupts:
                 raise InputError(f"Thread {thread_id!r} is waiting for a refund approval; "
                                  f"resume it with --approve or --reject first.", field="thread")
-        payload: Any = {"messages": [{"role": "user", "content": message}]}
+        payload: Any = {"messages": [{"role": "user", "content": message,
+                                      **({"id": message_id} if message_id else {})}]}
         return await self._invoke(thread_id, payload, actor)
 
     async def resume(self, thread_id: str, *, approve: bool | None = None, note: str = "",
@@ -164,7 +169,8 @@ class Interlock:
         checkpoint; a finished request that left a refund pending gets it settled.
         """
         snap = await self.state(thread_id)
-        if not snap.values:
+        owner = snap.values.get("owner") if snap.values else None
+        if not snap.values or (owner is not None and not may_use_thread(actor, owner)):
             raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
         if approve is not None:
             if not snap.interrupts:
@@ -183,7 +189,7 @@ class Interlock:
             # no next step when the tasks of the last step finished but their step was not
             # closed, or when only the input was recorded; the request's status tells.
             command = None
-        elif pending_effects(snap.values):  # type: ignore[arg-type]
+        elif pending_effects(snap.values):
             command = Command(goto="reconciler")  # settle refunds whose outcome was unknown
         else:
             return summarize(thread_id, snap)

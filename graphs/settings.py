@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -231,7 +232,7 @@ def _ttls(base: Mapping[str, float | None], raw: str | None) -> dict[str, float 
             seconds = float(value)
         except ValueError:
             seconds = -1.0
-        if not sep or not kind.strip() or seconds < 0:
+        if not sep or not kind.strip() or not 0 <= seconds < math.inf:
             raise ConfigError(f"expected kind=seconds pairs, got {part!r}",
                               variable="INTERLOCK_FACT_TTL")
         ttls[kind.strip()] = seconds
@@ -275,9 +276,17 @@ def _number(
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"expected a number, got {raw!r}", variable=variable) from None
+    if not math.isfinite(value):
+        raise ConfigError(f"expected a finite number, got {raw!r}", variable=variable)
     if value < minimum:
         raise ConfigError(f"must be at least {minimum}, got {raw}", variable=variable)
     return value
+
+
+# Policy fields that must be positive: zero would make every call fail or never reset.
+_POSITIVE: dict[str, float] = {"timeout": 0.001, "attempts": 1, "fail_max": 1,
+                               "success_threshold": 1, "max_concurrency": 1,
+                               "retry_window": 0.001}
 
 
 def _parse_spec(base: _D, raw: str, variable: str) -> _D:
@@ -296,8 +305,12 @@ def _parse_spec(base: _D, raw: str, variable: str) -> _D:
             number = kind(value.strip())
         except ValueError:
             raise ConfigError(f"{key} must be a number, got {value!r}", variable=variable) from None
-        if number < 0 or (isinstance(base, FaultSpec) and key in ("fail", "throttle", "lose")
-                          and number > 1):
-            raise ConfigError(f"{key}={value} is out of range", variable=variable)
+        low = _POSITIVE.get(key, 0)
+        if (not math.isfinite(number) or number < low
+                or (isinstance(base, FaultSpec) and key in ("fail", "throttle", "lose")
+                    and number > 1)):
+            raise ConfigError(f"{key}={value.strip()} is out of range"
+                              + (f" (must be at least {low})" if low else ""),
+                              variable=variable)
         changes[key] = number
     return replace(base, **changes)

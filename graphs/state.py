@@ -52,7 +52,7 @@ Status = Literal["running", "completed", "awaiting_approval", "refused", "failed
 StepStatus = Literal["done", "degraded", "not_found", "refused", "failed", "skipped"]
 """Outcome of one plan step."""
 
-VerdictAction = Literal["allow", "redact", "refuse", "escalate"]
+VerdictAction = Literal["allow", "redact", "refuse", "escalate", "skip"]
 """What a guard did with what it looked at."""
 
 
@@ -85,6 +85,8 @@ class RequestInfo(TypedDict):
 
     turn: int
     """1-based number of this request within its thread."""
+    message_id: str
+    """Id of the user's message; a message already handled is never handled twice."""
     text: str
     """The user's message, as received."""
     received_at: str
@@ -227,6 +229,8 @@ class RefundProposal(TypedDict):
     """The order to refund."""
     amount_cents: int
     """The amount to refund (the request's, or what is left when it named none)."""
+    amount_stated: bool
+    """Whether the request named the amount (if not, a human confirms the full refund)."""
     currency: str
     """ISO currency code."""
     order_status: str

@@ -9,6 +9,7 @@ the plan is done or the hop limit or the deadline stops it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from agents.base import WorkerDeps, WorkerSpec, as_node
+from agents.base import WorkerDeps, WorkerSpec, as_node, stamp
 from agents.planner import make_planner
 from agents.registry import DEFAULT_WORKERS
 from agents.responder import make_responder
@@ -32,6 +33,7 @@ from graphs.state import (
     WorkerInput,
     WorkerReport,
 )
+from graphs.tracing import configure_tracing
 from guards.approval import make_approval_guard
 from guards.facts import make_fact_guard
 from guards.intake import make_intake_guard
@@ -42,19 +44,29 @@ from tools.toolbox import Toolbox, build_toolbox
 
 __all__ = ["build_graph", "graph"]
 
+_log = logging.getLogger(__name__)
 InterlockGraph = CompiledStateGraph[InterlockState, InterlockContext, InputState, InterlockState]
 
 
 
-def _worker_error_handler(spec: WorkerSpec) -> Any:
-    """A worker that raises reports a failed step instead of failing the run."""
+def _worker_error_handler(spec: WorkerSpec, deps: WorkerDeps) -> Any:
+    """A worker that raises or times out reports its step instead of failing the run."""
 
     async def on_worker_error(state: WorkerInput, error: NodeError) -> Command[str]:
         step = state["step"]
-        # Route explicitly: when every worker of a wave fails, no worker edge would fire.
-        return Command(goto="fact_guard", update={"inbox": [WorkerReport(
+        note = f"{spec.name} failed: {type(error.error).__name__}"
+        update: dict[str, Any] = {"inbox": [WorkerReport(
             step_id=step["id"], worker=spec.name, status="failed", facts=[], degraded=[],
-            note=f"{spec.name} failed: {type(error.error).__name__}")]})
+            note=note)]}
+        if spec.on_failure is not None:
+            # A side effect may have been sent before the failure: the worker says what the
+            # world shows, so a payment in flight is settled later instead of forgotten.
+            try:
+                update = stamp(spec, state, await spec.on_failure(deps, state, error.error))
+            except Exception:  # the plain failed report stands; say why it is not better
+                _log.exception("%s: on_failure hook failed for step %s", spec.name, step["id"])
+        # Route explicitly: when every worker of a wave fails, no worker edge would fire.
+        return Command(goto="fact_guard", update=update)
 
     on_worker_error.__name__ = f"{spec.name}_error"
     return on_worker_error
@@ -68,6 +80,8 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     With no checkpointer the caller's (or the LangGraph server's) is used. `toolbox` and
     `workers` replace the defaults (tests use them to inject fakes and extra workers).
     """
+    # Traces of this graph leave the process redacted, whoever runs it (server, API, CLI).
+    configure_tracing()
     settings = settings or (toolbox.settings if toolbox else Settings.from_env())
     toolbox = toolbox or build_toolbox(settings)
     workers = tuple(workers or DEFAULT_WORKERS)
@@ -80,7 +94,7 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                          input_schema=InputState)
     builder.add_node("intake_guard", traced_guard("intake", make_intake_guard(settings, clock)),
                      metadata={"kind": "guard", "guard": "intake"},
-                     destinations=("planner", "responder"))
+                     destinations=("planner", "responder", END))
     builder.add_node("planner", make_planner(toolbox, workers), metadata={"kind": "planner"},
                      destinations=("plan_guard",))
     builder.add_node("plan_guard", traced_guard("plan", make_plan_guard(
@@ -92,10 +106,11 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                      destinations=(*by_name, "responder"))
     for spec in workers:
         builder.add_node(spec.name, as_node(spec, spec.build(deps)),
-                         error_handler=_worker_error_handler(spec),
+                         error_handler=_worker_error_handler(spec, deps),
                          # A backstop: the governor keeps calls within the deadline; a worker
-                         # stuck anyway is cut here and reported as a failed step.
-                         timeout=settings.deadline_s * 1.1,
+                         # stuck anyway is cut here and reported as a failed step. A side
+                         # effect gets a fresh deadline after a human decision, hence more.
+                         timeout=settings.deadline_s * (2.2 if spec.side_effects else 1.1),
                          metadata={"kind": "worker", "worker": spec.name,
                                    "version": spec.version})
         builder.add_edge(spec.name, "fact_guard")
@@ -117,4 +132,5 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
 graph = build_graph()
 """The instance `langgraph.json` serves: settings from the environment; the caller's or the
 server's checkpointer. (The LangGraph server reads it from the module's namespace, so it is
-built at import; building touches no disk and no network.)"""
+built at import; building touches no disk and no network, except that with
+a redis:// `INTERLOCK_RESILIENCE_STORE` pybreaker's Redis storage reads each breaker's state.)"""

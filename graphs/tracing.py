@@ -24,6 +24,7 @@ from guards.output import redact
 __all__ = ["close_tracing", "configure_tracing", "redact_payload", "tracing_requested"]
 
 _TRUE = ("1", "true", "yes", "on")
+_installed: Client | None = None
 
 
 def tracing_requested(env: dict[str, str] | None = None) -> bool:
@@ -45,7 +46,15 @@ def redact_payload(value: Any) -> Any:
 
 
 def configure_tracing(*, session: Any = None, timeout_s: float = 2.0) -> Client | None:
-    """Install a redacting, non-blocking LangSmith client if tracing is requested."""
+    """Install a redacting, non-blocking LangSmith client if tracing is requested.
+
+    Idempotent: every entry point (the CLI, `build_graph` under the LangGraph server or the
+    Python API) calls it, and the client installed stays until `close_tracing`. A `session`
+    (tests: a fake endpoint) always installs a new client.
+    """
+    global _installed
+    if session is None and _installed is not None:
+        return _installed
     if not tracing_requested() and session is None:
         return None
     # Daemon background threads: a process never waits at exit for a silent endpoint.
@@ -63,13 +72,17 @@ def configure_tracing(*, session: Any = None, timeout_s: float = 2.0) -> Client 
     )
     # Enabled explicitly: LangSmith caches what the environment said when first asked.
     langsmith.configure(client=client, enabled=True)
+    _installed = client
     return client
 
 
 def close_tracing(client: Client | None, *, timeout_s: float = 1.0) -> bool:
     """Send what is queued, waiting at most `timeout_s`; False if traces were left behind."""
+    global _installed
     if client is None:
         return True
+    if client is _installed:
+        _installed = None
     queue = client.tracing_queue
     client.close(timeout=timeout_s)
     return queue is None or queue.unfinished_tasks == 0

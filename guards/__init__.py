@@ -1,1 +1,3 @@
 """Guard nodes and the policies they apply; their verdicts are data in state."""
+
+__all__: list[str] = []

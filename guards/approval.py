@@ -15,6 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from graphs.actors import is_staff, resolve_actor
 from graphs.errors import DependencyError
 from graphs.settings import Settings
 from graphs.state import (
@@ -26,7 +27,6 @@ from graphs.state import (
     Verdict,
     WorkerState,
 )
-from guards.actor import is_staff, resolve_actor
 from tools.clock import Clock, iso, parse_iso
 from tools.governor import CallContext
 from tools.toolbox import Toolbox
@@ -115,13 +115,17 @@ def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> A
             decision: ApprovalDecision = ApprovalDecision(
                 decision="refuse", reasons=reasons, approver=None, escalated=False,
                 decided_at=iso(clock.now()))
-        elif proposal["amount_cents"] > settings.auto_approve_cents:
+        elif (proposal["amount_cents"] > settings.auto_approve_cents
+              or not proposal["amount_stated"]):
             escalated = True
+            why = (f"above_limit: {_money(proposal['amount_cents'], proposal['currency'])} is "
+                   f"above the auto-approval limit of "
+                   f"{_money(settings.auto_approve_cents, proposal['currency'])}"
+                   if proposal["amount_cents"] > settings.auto_approve_cents else
+                   f"amount_not_stated: the request named no amount; a human confirms the "
+                   f"full {_money(proposal['amount_cents'], proposal['currency'])}")
             verdicts.append(Verdict(
-                guard=GUARD, passed=False, action="escalate",
-                reasons=[f"above_limit: {_money(proposal['amount_cents'], proposal['currency'])}"
-                         f" is above the auto-approval limit of "
-                         f"{_money(settings.auto_approve_cents, proposal['currency'])}"],
+                guard=GUARD, passed=False, action="escalate", reasons=[why],
                 fact_ids=fact_ids, step_id=step_id, turn=turn, at=proposal["requested_at"]))
             answer = interrupt(ApprovalRequest(
                 kind="refund_approval", step_id=step_id, order_id=proposal["order_id"],

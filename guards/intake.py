@@ -8,13 +8,15 @@ checkpoints do not carry megabytes of rejected input.
 from __future__ import annotations
 
 import unicodedata
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite
 
+from graphs.actors import resolve_actor
 from graphs.errors import InputError
 from graphs.settings import Settings
 from graphs.state import (
@@ -25,7 +27,6 @@ from graphs.state import (
     RequestInfo,
     Verdict,
 )
-from guards.actor import resolve_actor
 from tools.clock import Clock, iso
 
 __all__ = ["MAX_BYTES", "check_message", "make_intake_guard", "may_use_thread"]
@@ -75,6 +76,28 @@ def _last_human(messages: list[AnyMessage]) -> HumanMessage | None:
     return None
 
 
+def _id_of(message: HumanMessage | None) -> str:
+    # LangGraph's message reducer gives every message an id when the input is written.
+    return str(message.id) if message is not None and message.id else ""
+
+
+def _already_handled(previous: RequestInfo, message: HumanMessage, now: datetime
+                     ) -> Command[str]:
+    """A message sent again (a client retrying its POST): answer as before, run nothing.
+
+    The reducer has already put the resent message in place of the first one; the text the
+    earlier turn accepted is put back, so the record keeps what was acted on.
+    """
+    verdict = Verdict(guard=GUARD, passed=True, action="skip",
+                      reasons=[f"duplicate: message {message.id} was handled in turn "
+                               f"{previous['turn']}; nothing was run again"],
+                      fact_ids=[], step_id=None, turn=previous["turn"], at=iso(now))
+    update: dict[str, Any] = {"verdicts": [verdict]}
+    if previous["text"] and message.content != previous["text"]:
+        update["messages"] = [HumanMessage(content=previous["text"], id=message.id)]
+    return Command(goto=END, update=update)
+
+
 def make_intake_guard(settings: Settings, clock: Clock) -> Any:
     """The intake guard node."""
 
@@ -100,9 +123,8 @@ def make_intake_guard(settings: Settings, clock: Clock) -> Any:
             if not may_use_thread(actor, owner):
                 # A thread belongs to whoever started it; another customer learns nothing.
                 raise InputError("This conversation was not found.", field="thread")
-            if rejected := message.additional_kwargs.get("interlock_rejected"):
-                # The stub of an input refused before (a replay, or a client resending it).
-                raise InputError(str(rejected.get("message")), field=str(rejected.get("field")))
+            if previous and message.id == previous.get("message_id"):
+                return _already_handled(previous, message, now)
             text = check_message(message.content)
         except InputError as exc:
             update: dict[str, Any] = {
@@ -114,15 +136,14 @@ def make_intake_guard(settings: Settings, clock: Clock) -> Any:
             }
             if message is not None:
                 stub = f"[rejected by the intake guard: {exc.message}]"
-                update["messages"] = [HumanMessage(
-                    content=stub, id=message.id,
-                    additional_kwargs={"interlock_rejected": {"message": exc.message,
-                                                              "field": exc.field}})]
-            update["request"] = RequestInfo(turn=turn, text="", received_at=iso(now),
-                                            deadline_at=deadline, actor=actor)
+                update["messages"] = [HumanMessage(content=stub, id=message.id)]
+            update["request"] = RequestInfo(turn=turn, message_id=_id_of(message), text="",
+                                            received_at=iso(now), deadline_at=deadline,
+                                            actor=actor)
             return Command(goto="responder", update=update)
-        request = RequestInfo(turn=turn, text=text, received_at=iso(now), deadline_at=deadline,
-                              actor=actor)
+        assert message is not None
+        request = RequestInfo(turn=turn, message_id=_id_of(message), text=text,
+                              received_at=iso(now), deadline_at=deadline, actor=actor)
         verdict = Verdict(guard=GUARD, passed=True, action="allow",
                           reasons=[f"actor: {request['actor']['kind']}"], fact_ids=[],
                           step_id=None, turn=turn, at=iso(now))

@@ -1,6 +1,7 @@
 """Output guard: the last node before an answer leaves.
 
-- redacts email addresses, phone numbers, card-like numbers and street addresses;
+- redacts email addresses, phone numbers, card, social-security and bank account (IBAN)
+  numbers, and street addresses;
 - keeps only statements backed by a fact of this request: every order number, tracking number
   and amount it mentions must appear in a fact;
 - never lets an answer say a refund was made unless a refund fact says it was executed.
@@ -21,15 +22,27 @@ from tools.clock import Clock, iso
 __all__ = ["check_answer", "check_statement", "make_output_guard", "redact"]
 
 GUARD = "output"
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
-_PHONE = re.compile(r"(?<![\w$.,])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])"
-                    r"\d{3,4}[\s.-]?\d{3,4}(?![\w])")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*")
+# 13-19 digits with any separators (not inside a longer token such as a tracking number).
+_CARD = re.compile(r"(?<![\w-])(?:\d[ ./-]?){12,18}\d(?![\w-])")
+_SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
+_PHONE = re.compile(
+    r"(?<![\w$.,/-])(?:"
+    r"\+\d{7,15}"  # +15550102103
+    r"|(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}"
+    r"|\d{3}[\s.-]\d{4}"  # 555-1234
+    r"|\d{10,11}"  # 5550102103
+    r")(?![\w/-]|[.,]\d)")
+_SUFFIX = (r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way"
+           r"|place|pl|terrace|square|sq)")
 _ADDRESS = re.compile(
-    r"\b\d{1,5}\s+(?:[A-Z][A-Za-z]+\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd"
-    r"|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Square|Sq)\b\.?")
+    r"\b\d{1,5}[A-Za-z]?\s+(?:"
+    rf"(?:[A-Z][\w'.-]*\s+){{1,3}}{_SUFFIX}"  # 221B Baker Street, 12 Main st
+    r"|(?i:(?:[a-z][\w'.-]*\s+){1,3}(?:street|avenue|road|boulevard|lane|drive))"
+    r")\b\.?")
 _ORDER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
-_TRACKING = re.compile(r"\b([A-Z]{2}\d{8,16})\b")
+_TRACKING = re.compile(r"\b((?:[A-Z][A-Z0-9]|\d[A-Z])\d{8,16})\b")
 _MONEY = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})*|\d+)(?:\.(\d{2}))?")
 _REFUND_DONE = re.compile(
     r"\b(?:(?:i|we)\s+(?:have\s+)?refunded"
@@ -41,14 +54,45 @@ _REFUND_DONE = re.compile(
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
-def redact(text: str) -> tuple[str, list[str]]:
-    """`text` with personal data replaced, and the kinds that were found."""
+def _iban_valid(candidate: str) -> bool:
+    """The IBAN checksum (ISO 13616, mod 97): tells account numbers from other codes."""
+    code = candidate.replace(" ", "")
+    if not 15 <= len(code) <= 34:
+        return False
+    digits = "".join(str(int(ch, 36)) for ch in code[4:] + code[:4])
+    return int(digits) % 97 == 1
+
+
+def redact(text: str, *, keep: Iterable[str] = ()) -> tuple[str, list[str]]:
+    """`text` with personal data replaced, and the kinds that were found.
+
+    `keep`: strings that are not personal data even if they look like it (the tracking
+    numbers of this request's facts).
+    """
+    kept = {k for k in keep if k}
     found: list[str] = []
+
+    def iban(match: re.Match[str]) -> str:
+        value = match.group(0)
+        return "[account number redacted]" if _iban_valid(value) else value
+
     for name, pattern, label in (("email", _EMAIL, "[email redacted]"),
+                                 ("iban", _IBAN, iban),
                                  ("card", _CARD, "[card number redacted]"),
+                                 ("ssn", _SSN, "[ssn redacted]"),
                                  ("phone", _PHONE, "[phone redacted]"),
                                  ("address", _ADDRESS, "[address redacted]")):
-        text, count = pattern.subn(label, text)
+        count = 0
+
+        def replace(match: re.Match[str], label: Any = label) -> str:
+            nonlocal count
+            if match.group(0) in kept:
+                return match.group(0)
+            new = label(match) if callable(label) else label
+            count += new != match.group(0)
+            return str(new)
+
+        text = pattern.sub(replace, text)
         if count:
             found.append(f"{name} x{count}")
     return text, found
@@ -125,7 +169,10 @@ def make_output_guard(clock: Clock) -> Any:
                     for fid in r["fact_ids"]]
         facts = [state["facts"][fid] for fid in fact_ids if fid in state.get("facts", {})]
         text, problems = check_answer(draft, facts)
-        text, pii = redact(text or "I could not produce an answer backed by recorded facts.")
+        known = [str(f["value"].get("tracking_number")) for f in facts
+                 if isinstance(f["value"], dict) and f["value"].get("tracking_number")]
+        text, pii = redact(text or "I could not produce an answer backed by recorded facts.",
+                           keep=known)
         reasons = problems + [f"redacted: {p}" for p in pii]
         verdict = Verdict(guard=GUARD, passed=not reasons,
                           action="redact" if reasons else "allow",

@@ -87,6 +87,26 @@ class EffectJournal:
                               asyncio.to_thread(self._begin, key, dependency, thread_id,
                                                 step_id, request))
 
+    def _attempted(self, key: str) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT request, attempts FROM effects WHERE key = ?",
+                               (key,)).fetchone()
+        finally:
+            conn.close()
+        if row is None or not row[1]:
+            return None
+        request: dict[str, Any] = json.loads(row[0])
+        return request
+
+    async def attempted(self, key: str, ctx: CallContext | None = None
+                        ) -> dict[str, Any] | None:
+        """What an earlier attempt under this key sent, if one was made (it may have landed)."""
+        return await recorded(ctx, self._clock, "effects", "attempted", {"key": key},
+                              asyncio.to_thread(self._attempted, key))
+
     def _finish(self, key: str, outcome: str, result: dict[str, Any] | None) -> None:
         conn = self._connect()
         try:

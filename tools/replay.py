@@ -84,6 +84,12 @@ class _ReplayJournal(EffectJournal):
         result: int = await self._served.serve(ctx, "effects", "begin", {"key": key})
         return result
 
+    async def attempted(self, key: str, ctx: CallContext | None = None
+                        ) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self._served.serve(ctx, "effects", "attempted",
+                                                                 {"key": key})
+        return result
+
     async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
                      ) -> None:
         return None

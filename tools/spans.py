@@ -38,11 +38,6 @@ class Span:
         if self._run is not None:
             self._run.add_outputs(outputs)
 
-    def meta(self, **metadata: Any) -> None:
-        """Add metadata learned during the span (the outcome, a breaker state)."""
-        if self._run is not None:
-            self._run.add_metadata(metadata)
-
 
 @contextmanager
 def span(name: str, *, run_type: str = "chain", tags: Sequence[str] = (),

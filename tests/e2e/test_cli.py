@@ -107,6 +107,17 @@ def test_bad_input_exits_2_with_a_clear_message(home: Path, args: tuple[str | by
     assert needle in done.stderr
 
 
+def test_json_errors_print_the_contract_object(home: Path) -> None:
+    done = cli(home, "resume", "no-such-thread", "--json")
+    assert done.returncode == 2
+    result = json.loads(done.stdout)
+    assert result == {"thread_id": "no-such-thread", "status": "refused",
+                      "answer": result["error"]["message"], "degraded": [],
+                      "pending_approval": None, "checkpoint_id": None,
+                      "error": result["error"]}
+    assert result["error"]["code"] == "not_found"
+
+
 def test_bad_settings_name_the_variable(home: Path) -> None:
     done = cli(home, "run", "order 1042", INTERLOCK_AUTO_APPROVE_CENTS="lots")
     assert done.returncode == 2 and "INTERLOCK_AUTO_APPROVE_CENTS" in done.stderr

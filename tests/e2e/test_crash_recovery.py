@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from agents.refunds import idempotency_key
+from tools.effects import EffectJournal
 from tools.simulators.payments import PaymentsSimulator
 from tools.simulators.serve import Receive, Scope, Send, asgi_app
 from tools.store import ensure_store
@@ -117,6 +117,7 @@ def guards_of(history: list[dict[str, Any]]) -> Counter[tuple[str, str | None]]:
 def test_kill_then_resume_pays_exactly_once(served: tuple[Path, str, Any], point: str) -> None:
     home, url, server = served
     thread = f"crash-{point.replace('=', '-').replace(':', '-')}"
+    refunds_before = len(server.sim.all_refunds())
     crash = None if point.startswith("server:") else point
     run = cli(home, url, "run", MESSAGE, "--thread", thread, "--json", crash=crash)
     if point.startswith("server:"):
@@ -135,9 +136,11 @@ def test_kill_then_resume_pays_exactly_once(served: tuple[Path, str, Any], point
     assert resumed is not None
     assert resumed["status"] == "completed", resumed
     assert "I refunded $1.00 on order 1012" in resumed["answer"]
-    key = idempotency_key(thread, "t1.s3")
+    [key] = {e["key"] for e in EffectJournal(home / "effects.db").entries()
+             if e["thread_id"] == thread}
     made = [r for r in server.sim.all_refunds() if r["idempotency_key"] == key]
     assert len(made) == 1, made
+    assert len(server.sim.all_refunds()) == refunds_before + 1  # no refund under another key
     history = json.loads(finish(cli(home, url, "history", thread, "--json"))[1])
     guards = guards_of(history)
     assert guards[("intake", None)] == 1 and guards[("output", None)] == 1

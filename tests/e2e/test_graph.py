@@ -70,7 +70,8 @@ async def test_refund_under_limit_is_paid_once(app: Interlock) -> None:
     assert result.status == "completed", result.answer
     [refund] = facts_of(result, "refund")
     assert refund["value"]["status"] == "executed"
-    assert refund["value"]["idempotency_key"] == idempotency_key(result.thread_id, "t1.s3")
+    request = (await app.state(result.thread_id)).values["request"]
+    assert refund["value"]["idempotency_key"] == idempotency_key(request, "t1.s3", 1012)
     assert app.toolbox.payments_sim is not None
     made = [r for r in app.toolbox.payments_sim.all_refunds() if r["order_id"] == 1012]
     assert [(r["amount_cents"], r["idempotency_key"]) for r in made] == [
@@ -103,6 +104,73 @@ async def test_approval_survives_a_restart_and_pays_exactly_once(settings: Setti
         again = await second.resume(waiting.thread_id)  # nothing left to do
         assert again.status == "completed"
         assert len(second.toolbox.payments_sim.all_refunds()) == 1
+
+
+async def test_a_resent_message_is_answered_as_before_and_runs_nothing(app: Interlock) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    first = await app.run("Please refund $20 on order 1012", actor=customer, message_id="m-1")
+    assert first.status == "completed", first.answer
+    again = await app.run("Please refund $20 on order 1012", thread_id=first.thread_id,
+                          actor=customer, message_id="m-1")
+    assert (again.status, again.answer) == (first.status, first.answer)
+    assert [v["action"] for v in again.verdicts if v["guard"] == "intake"] == ["allow", "skip"]
+    # Resent with other words, it still runs nothing, and the record keeps what was acted on.
+    altered = await app.run("Please refund $90 on order 1012", thread_id=first.thread_id,
+                            actor=customer, message_id="m-1")
+    assert altered.answer == first.answer
+    messages = (await app.state(first.thread_id)).values["messages"]
+    assert [m.content for m in messages if m.type == "human"] == [
+        "Please refund $20 on order 1012"]
+    assert app.toolbox.payments_sim is not None
+    assert len(app.toolbox.payments_sim.all_refunds()) == 1
+    later = await app.run("Where is order 1012?", thread_id=first.thread_id, actor=customer)
+    assert later.status == "completed" and "1012" in later.answer
+
+
+@pytest.mark.parametrize("dies", ["after_paying", "while_paying", "before_noting"])
+async def test_a_refund_step_that_dies_is_settled_not_forgotten(settings: Settings,
+                                                                 dies: str) -> None:
+    toolbox = build_toolbox(settings)
+    real_refund, real_begin = toolbox.payments.refund, toolbox.effects.begin
+
+    async def refund(**call: Any) -> Any:
+        if dies == "after_paying":
+            await real_refund(**call)  # the payment is made; the step dies before recording it
+        raise RuntimeError("the worker process lost its way")
+
+    async def begin(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the journal's disk went away")
+
+    if dies == "before_noting":
+        toolbox.effects.begin = begin  # type: ignore[method-assign]
+    else:
+        toolbox.payments.refund = refund  # type: ignore[method-assign]
+    customer = Actor(kind="customer", customer_id=9)
+    async with open_interlock(settings, toolbox=toolbox) as app:
+        result = await app.run("Please refund $20 on order 1012", actor=customer)
+        [refund_fact] = facts_of(result, "refund")
+        # The journal notes an attempt before it goes out: once noted, whether or not it
+        # landed, the refund is pending, and settling it under the same key pays once.
+        expected = "failed" if dies == "before_noting" else "pending"
+        assert refund_fact["value"]["status"] == expected
+        assert result.degraded == ["payments"]
+        assert toolbox.payments_sim is not None
+        assert len(toolbox.payments_sim.all_refunds()) == (dies == "after_paying")
+        toolbox.payments.refund = real_refund  # type: ignore[method-assign]
+        toolbox.effects.begin = real_begin  # type: ignore[method-assign]
+        settled = await app.resume(result.thread_id, actor=customer)
+        [refund_fact] = facts_of(settled, "refund")
+        assert refund_fact["value"]["status"] == "executed", settled.answer
+        [made] = toolbox.payments_sim.all_refunds()
+        assert made["refund_id"] == refund_fact["value"]["refund_id"]
+        assert made["amount_cents"] == 2000
+
+
+async def test_a_customer_cannot_resume_a_thread_that_is_not_theirs(app: Interlock) -> None:
+    waiting = await app.run("Refund $120 on order 1001")
+    with pytest.raises(NotFoundError):
+        await app.resume(waiting.thread_id, approve=True, actor=CUSTOMER_7)
+    assert (await app.result(waiting.thread_id)).status == "awaiting_approval"
 
 
 async def test_rejected_refund_moves_no_money(app: Interlock) -> None:
@@ -448,8 +516,9 @@ def test_nothing_but_the_governor_retries(settings: Settings) -> None:
         assert not spec.retry_policy, f"{name} has a RetryPolicy"
     for name in ("orders", "shipping", "policy", "refunds"):
         timeout = graph.builder.nodes[name].timeout
+        factor = 2.2 if name == "refunds" else 1.1  # a payment after a human decision
         assert timeout is not None and timeout.run_timeout == pytest.approx(
-            settings.deadline_s * 1.1)
+            settings.deadline_s * factor)
 
 
 async def test_an_approval_is_rechecked_against_what_changed_while_waiting(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace as with_changes
 from datetime import datetime, timedelta
 
 import pytest
 
 from graphs.errors import InputError, NotFoundError
 from graphs.replay import fork, replay
-from graphs.runner import Interlock
+from graphs.runner import Interlock, open_interlock
+from graphs.settings import Settings
 from tools.recording import RecordedResults
+from tools.toolbox import build_toolbox
 
 
 async def conversation(app: Interlock) -> str:
@@ -142,3 +145,25 @@ async def test_fork_starts_a_new_thread_and_leaves_the_original_untouched(
     assert (await app.result(thread)).status == "completed"
     assert app.toolbox.payments_sim is not None
     assert len(app.toolbox.payments_sim.all_refunds()) == 1  # the fork's rejection paid nothing
+
+
+async def test_a_fork_that_pays_again_gets_the_original_payment(settings: Settings) -> None:
+    # $10 of the $189 paid on order 1001 needs a human at a $5 limit; after the original is
+    # paid, a fork from the waiting step approved again passes the re-check (plenty is left)
+    # and sends the same payment: the idempotency key names the request, not the thread.
+    settings = with_changes(settings, auto_approve_cents=500)
+    async with open_interlock(settings, toolbox=build_toolbox(settings)) as app:
+        waiting = await app.run("Refund $10 on order 1001")
+        steps = await app.history(waiting.thread_id)
+        waiting_step = next(s["step"] for s in steps if s["interrupts"])
+        done = await app.resume(waiting.thread_id, approve=True)
+        new_thread, _ = await fork(app, waiting.thread_id, from_step=waiting_step)
+        again = await app.resume(new_thread, approve=True)
+        assert (done.status, again.status) == ("completed", "completed"), again.answer
+        [paid] = [f["value"] for f in done.facts.values() if f["kind"] == "refund"]
+        [forked] = [f["value"] for f in again.facts.values() if f["kind"] == "refund"]
+        assert forked["status"] == "executed"
+        assert forked["idempotency_key"] == paid["idempotency_key"]
+        assert forked["refund_id"] == paid["refund_id"]
+        assert app.toolbox.payments_sim is not None
+        assert len(app.toolbox.payments_sim.all_refunds()) == 1

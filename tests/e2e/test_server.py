@@ -7,6 +7,7 @@ answering an approval, a customer claiming to be staff in the run's context).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -44,11 +45,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
            if not k.startswith(("INTERLOCK_", "LANGSMITH_", "LANGCHAIN_"))}
     env.update({"INTERLOCK_HOME": str(home), "LANGGRAPH_CLI_NO_ANALYTICS": "1",
                 "LANGGRAPH_NO_VERSION_CHECK": "true"})
+    # The repository's langgraph.json, its paths made absolute for the scratch directory.
+    spec = json.loads((ROOT / "langgraph.json").read_text())
+    spec["graphs"] = {name: str(ROOT / path) for name, path in spec["graphs"].items()}
+    spec["auth"]["path"] = str(ROOT / spec["auth"]["path"])
+    spec["dependencies"] = [str(ROOT)]
+    config = home.parent / "langgraph.json"
+    config.write_text(json.dumps(spec))
     log = open(home.parent / "server.log", "w")  # closed in `finally`
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser",
          "--no-reload", "--host", "127.0.0.1", "--port", str(port), "--config",
-         "langgraph.json"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+         str(config)],
+        # The dev server keeps its state in its working directory: a scratch one, not the repo.
+        cwd=home.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

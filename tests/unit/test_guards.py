@@ -135,6 +135,31 @@ def test_redaction() -> None:
     assert redact(clean) == (clean, [])
 
 
+@pytest.mark.parametrize("text", [
+    "call +15550102103 now", "call 555-1234", "call 5550102103.", "mail bob@localhost",
+    "card 4111-1111-1111-1111", "card 4111.1111.1111.1111", "card 4111111111111111",
+    "ssn 123-45-6789", "iban DE89 3704 0044 0532 0130 00", "iban GB82WEST12345698765432",
+    "I live at 221B Baker Street", "at 12 main street", "12 Main st", "+44 20 7946 0958"])
+def test_redaction_finds_personal_data(text: str) -> None:
+    redacted, found = redact(text)
+    assert found and "redacted]" in redacted, redacted
+
+
+@pytest.mark.parametrize("text", [
+    "tracking 1Z1001123456 and FX1003987654", "refund rf_1234567890abcdef done",
+    "at 14:42 on 2026-11-25", "orders 1001, 1002 and 1003", "$12,345.67 refunded",
+    "key il_0123456789abcdef0123456789", "checkpoint 1f0c3c1a-2b3c-6d7e-8f90-123456789abc",
+    "order #1012 for $1.00", "The 30-day window closed on 2026-10-01 (refund policy v2)."])
+def test_redaction_leaves_identifiers_alone(text: str) -> None:
+    assert redact(text) == (text, [])
+
+
+def test_redaction_keeps_known_tracking_numbers() -> None:
+    # Mod-97 valid, so it reads as an account number unless a fact says it is tracking.
+    assert redact("tracking BE68539007547034")[1] == ["iban x1"]
+    assert redact("tracking BE68539007547034", keep=["BE68539007547034"])[1] == []
+
+
 def shipment(order: int = 1042, tracking: str = "JD1042321604") -> Fact:
     return Fact(id=f"shipment:{order}", kind="shipment", subject=str(order),
                 value={"order_id": order, "found": True, "tracking_number": tracking},

@@ -20,6 +20,9 @@ def step(sid: str, *deps: str) -> PlanStep:
     ("card 4111 1111 1111 1111, order 1042", [1042], []),
     ("order 42 and order 999", [], []),
     ("$19.99 for 1042.", [1042], [1999]),
+    ("I ordered in March 2024, order 1012", [1012], []),
+    ("since 2023 I wait for 1005; on Nov 3, 2025 it moved", [1005], []),
+    ("refund order 2024 please", [2024], []),
 ])
 def test_mentions(text: str, orders: list[int], amounts: list[int]) -> None:
     found = mentions(text)

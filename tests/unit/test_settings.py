@@ -53,6 +53,15 @@ def test_faults_and_dependency_policies_parse() -> None:
     ("INTERLOCK_FAULTS_CARRIER", "explode=1"),
     ("INTERLOCK_DEP_MODEL", "timeout=fast"),
     ("INTERLOCK_SQLITE_SYNCHRONOUS", "OFF"),
+    ("INTERLOCK_DEADLINE_S", "nan"),
+    ("INTERLOCK_DEADLINE_S", "inf"),
+    ("INTERLOCK_DEP_CARRIER", "timeout=0"),
+    ("INTERLOCK_DEP_CARRIER", "timeout=nan"),
+    ("INTERLOCK_DEP_PAYMENTS", "attempts=0"),
+    ("INTERLOCK_DEP_PAYMENTS", "max_concurrency=0"),
+    ("INTERLOCK_DEP_MODEL", "fail_max=0"),
+    ("INTERLOCK_FAULTS_CARRIER", "latency=inf"),
+    ("INTERLOCK_FACT_TTL", "shipment=inf"),
 ])
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -10,7 +10,7 @@ from langgraph.runtime import Runtime
 
 from graphs.state import STAFF, Actor, InterlockContext
 
-__all__ = ["is_staff", "resolve_actor"]
+__all__ = ["is_staff", "may_act_for", "resolve_actor"]
 
 
 def _field(value: Any, name: str) -> Any:
@@ -63,3 +63,13 @@ def resolve_actor(runtime: Runtime[InterlockContext] | None,
 def is_staff(actor: Actor) -> bool:
     """Whether the actor is support staff."""
     return actor["kind"] == "staff"
+
+
+def may_act_for(invoker: Actor, requester: Actor) -> bool:
+    """Whether whoever drives this run may carry out a request made by `requester`.
+
+    Staff may carry out anyone's request (resuming a customer's run, approving a refund); a
+    customer only their own. A request in state that claims another actor than the one driving
+    the run was not made through the intake guard, and is refused.
+    """
+    return is_staff(invoker) or invoker == requester
