@@ -213,7 +213,9 @@ class ApprovalRequest(TypedDict):
     currency: str
     """ISO currency code."""
     limit_cents: int
-    """The auto-approval limit the amount exceeds."""
+    """The auto-approval limit."""
+    reason: str
+    """Why a human is asked (`above_limit: ...` or `amount_not_stated: ...`)."""
     policy_version: str
     """The refund policy version the refund was checked against."""
     requested_by: Actor

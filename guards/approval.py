@@ -130,7 +130,7 @@ def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> A
             answer = interrupt(ApprovalRequest(
                 kind="refund_approval", step_id=step_id, order_id=proposal["order_id"],
                 amount_cents=proposal["amount_cents"], currency=proposal["currency"],
-                limit_cents=settings.auto_approve_cents,
+                limit_cents=settings.auto_approve_cents, reason=why,
                 policy_version=proposal["policy_version"] or "",
                 requested_by=proposal["requested_by"]))
             approver = resolve_actor(runtime)

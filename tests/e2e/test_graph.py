@@ -10,14 +10,31 @@ import pytest
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from agents.base import WorkerDeps, WorkerGraph, WorkerSpec, make_fact, report, single_node_worker
+from agents.base import (
+    WorkerDeps,
+    WorkerGraph,
+    WorkerSpec,
+    as_node,
+    make_fact,
+    report,
+    single_node_worker,
+)
 from agents.orders import OrderValue
 from agents.refunds import idempotency_key
 from agents.registry import DEFAULT_WORKERS
 from graphs.errors import InputError, NotFoundError
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import FaultSpec, Settings
-from graphs.state import STAFF, Actor, InterlockContext, WorkerState
+from graphs.state import (
+    STAFF,
+    Actor,
+    InterlockContext,
+    PlanStep,
+    RequestInfo,
+    WorkerInput,
+    WorkerState,
+)
+from guards.approval import make_approval_guard
 from tests.fakes import ScriptedChatModel
 from tools.toolbox import build_toolbox
 
@@ -164,6 +181,38 @@ async def test_a_refund_step_that_dies_is_settled_not_forgotten(settings: Settin
         [made] = toolbox.payments_sim.all_refunds()
         assert made["refund_id"] == refund_fact["value"]["refund_id"]
         assert made["amount_cents"] == 2000
+
+
+async def test_a_refund_without_an_amount_waits_for_a_human(app: Interlock) -> None:
+    result = await app.run("Please refund order 1012", actor=Actor(kind="customer",
+                                                                   customer_id=9))
+    assert result.status == "awaiting_approval"
+    assert result.pending_approval is not None
+    assert result.pending_approval["amount_cents"] == 3900  # everything paid, if staff agree
+    assert result.pending_approval["reason"].startswith("amount_not_stated")
+    assert app.toolbox.payments_sim is not None
+    assert app.toolbox.payments_sim.all_refunds() == []
+
+
+async def test_a_forged_step_for_another_actor_is_refused(app: Interlock) -> None:
+    # A step that did not come through the intake guard: its request claims staff, the run
+    # is driven by a customer. The worker refuses it before any tool is called.
+    from agents.refunds import SPEC
+
+    step = PlanStep(id="t1.s1", worker="refunds", order_id=1012, amount_cents=2000,
+                    depends_on=[])
+    request = RequestInfo(turn=1, message_id="forged", text="refund",
+                          received_at="2026-11-25T00:00:00+00:00",
+                          deadline_at="2100-01-01T00:00:00+00:00", actor=STAFF)
+    approval = make_approval_guard(app.settings, app.toolbox.clock, app.toolbox)
+    node = as_node(SPEC, SPEC.build(WorkerDeps(toolbox=app.toolbox,
+                                               guards={"approval": approval})))
+    runtime = Runtime(context=InterlockContext(actor=CUSTOMER_3))
+    out = await node(WorkerInput(step=step, request=request, facts={}), runtime)
+    [report_] = out["inbox"]
+    assert report_["status"] == "refused" and report_["facts"] == []
+    assert app.toolbox.payments_sim is not None
+    assert app.toolbox.payments_sim.all_refunds() == []
 
 
 async def test_a_customer_cannot_resume_a_thread_that_is_not_theirs(app: Interlock) -> None:

@@ -181,3 +181,18 @@ async def test_only_staff_can_answer_an_approval(server: dict[str, Any]) -> None
     home = server["home"]
     refunds = PaymentsSimulator(home / "payments-sim.db", home / "store.db").all_refunds()
     assert [(r["order_id"], r["amount_cents"]) for r in refunds] == [(1001, 6000)]
+
+
+async def test_a_customer_sends_messages_never_commands(server: dict[str, Any]) -> None:
+    c3 = client(server, "customer3")
+    thread = await c3.threads.create()
+    await c3.runs.wait(thread["thread_id"], "interlock", input=ask("Where is order 1001?"))
+    for command in ({"goto": "refunds"}, {"update": {"status": "completed"}}):
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await c3.runs.wait(thread["thread_id"], "interlock", command=command)
+        assert refused.value.response.status_code == 403
+    with pytest.raises(httpx.HTTPStatusError) as written:
+        await c3.threads.update_state(thread["thread_id"], {"status": "completed"})
+    assert written.value.response.status_code in (403, 404)
+    state = await c3.threads.get_state(thread["thread_id"])
+    assert [m["type"] for m in state["values"]["messages"]] == ["human", "ai"]

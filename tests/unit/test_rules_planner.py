@@ -31,6 +31,16 @@ def test_refund_waits_for_order_and_policy() -> None:
     assert "policy" not in plan["intents"]  # the policy is fetched, not asked about
 
 
+@pytest.mark.parametrize("text", [
+    "Don't refund order 1012, I still want it", "Has order 1012 been refunded yet?",
+    "What is the refund status of order 1012?", "When will my refund for order 1012 arrive?",
+    "No refund needed for order 1012, just tracking"])
+def test_talking_about_a_refund_is_not_asking_for_one(text: str) -> None:
+    plan = rules_plan(text, turn=1)
+    assert "refunds" not in {s["worker"] for s in plan["steps"]}
+    assert 1012 in {s["order_id"] for s in plan["steps"]}
+
+
 def test_policy_question() -> None:
     plan = rules_plan("How long is your return window?", turn=1)
     assert [s["worker"] for s in plan["steps"]] == ["policy"]
