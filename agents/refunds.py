@@ -312,9 +312,9 @@ async def _on_failure(deps: WorkerDeps, state: WorkerInput, error: BaseException
                             amount_cents=int(prior["amount_cents"]),
                             currency=prior.get("currency"),
                             policy_version=prior.get("policy_version"),
-                            reasons=[f"outcome_unknown: the step stopped ({what}) after a "
-                                     f"payment was sent; retrying with the same key cannot "
-                                     f"pay twice"])
+                            reasons=[f"outcome_unknown: the step stopped ({what}) once a "
+                                     f"payment was under way; it may have been made, and "
+                                     f"retrying with the same key cannot pay twice"])
         status = "degraded"
     fact = make_fact(SPEC, step, kind="refund", subject=step["id"], value=value,
                      source="payments", as_of=now, version=value.policy_version)

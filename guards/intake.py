@@ -93,8 +93,10 @@ def _already_handled(previous: RequestInfo, message: HumanMessage, now: datetime
                                f"{previous['turn']}; nothing was run again"],
                       fact_ids=[], step_id=None, turn=previous["turn"], at=iso(now))
     update: dict[str, Any] = {"verdicts": [verdict]}
-    if previous["text"] and message.content != previous["text"]:
-        update["messages"] = [HumanMessage(content=previous["text"], id=message.id)]
+    # A refused message was kept only as a stub; its resend is not kept either.
+    kept = previous["text"] or "[rejected by the intake guard; sent again]"
+    if message.content != kept:
+        update["messages"] = [HumanMessage(content=kept, id=message.id)]
     return Command(goto=END, update=update)
 
 

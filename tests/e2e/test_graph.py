@@ -142,6 +142,13 @@ async def test_a_resent_message_is_answered_as_before_and_runs_nothing(app: Inte
     assert len(app.toolbox.payments_sim.all_refunds()) == 1
     later = await app.run("Where is order 1012?", thread_id=first.thread_id, actor=customer)
     assert later.status == "completed" and "1012" in later.answer
+    # A refused message sent again stays refused, and its text stays out of the record.
+    huge = "refund order 1012 " + "x" * 9000
+    refused = await app.run(huge, thread_id=first.thread_id, actor=customer, message_id="m-2")
+    resent = await app.run(huge, thread_id=first.thread_id, actor=customer, message_id="m-2")
+    assert refused.status == resent.status == "refused"
+    messages = (await app.state(first.thread_id)).values["messages"]
+    assert all(len(str(m.content)) < 200 for m in messages if m.type == "human")
 
 
 @pytest.mark.parametrize("dies", ["after_paying", "while_paying", "before_noting"])
