@@ -33,7 +33,7 @@ from graphs.state import (
 )
 from tools.clock import iso, parse_iso
 from tools.governor import CallContext
-from tools.spans import thread_tag
+from tools.spans import thread_of, thread_tag
 from tools.toolbox import Toolbox
 
 # `as_node` passes durability="exit" to subgraphs without a checkpointer (see there); LangGraph
@@ -141,10 +141,8 @@ def deadline_of(state: WorkerState, runtime: Runtime[InterlockContext] | None = 
 def call_context(state: WorkerState, toolbox: Toolbox,
                  runtime: Runtime[InterlockContext] | None = None) -> CallContext:
     """A call context for this step: its id and what is left of the request's deadline."""
-    info = runtime.execution_info if runtime is not None else None
     return CallContext.until(deadline_of(state, runtime), toolbox.clock,
-                             step_id=state["step"]["id"],
-                             thread_id=info.thread_id if info is not None else None)
+                             step_id=state["step"]["id"], thread_id=thread_of(runtime))
 
 
 def single_node_worker(spec: WorkerSpec, node: Node) -> WorkerGraph:

@@ -15,6 +15,7 @@ from graphs.errors import DependencyError, InputError
 from graphs.state import ErrorInfo, Event, InterlockContext, InterlockState
 from tools.clock import iso, parse_iso
 from tools.governor import CallContext
+from tools.spans import thread_of
 from tools.toolbox import Toolbox
 
 __all__ = ["make_planner"]
@@ -29,10 +30,8 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec]) -> Any:
         text, turn = request["text"], request["turn"]
         update: dict[str, Any] = {}
         if toolbox.model is not None:
-            info = runtime.execution_info
             ctx = CallContext.until(parse_iso(request["deadline_at"]), toolbox.clock,
-                                    step_id=f"t{turn}.plan",
-                                    thread_id=info.thread_id if info is not None else None)
+                                    step_id=f"t{turn}.plan", thread_id=thread_of(runtime))
             try:
                 plan = await model_plan(toolbox.model, text, turn=turn, workers=workers,
                                         ctx=ctx)

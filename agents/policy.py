@@ -45,8 +45,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         at = parse_iso(state["request"]["received_at"])
         ctx = call_context(state, toolbox, runtime)
         versions = await toolbox.store.policies(ctx)
-        current = next((p for p in versions if p.effective_from <= at and (
-            p.effective_to is None or at < p.effective_to)), None)
+        current = next((p for p in versions if p.in_effect(at)), None)
         if current is None:
             fact = make_fact(SPEC, step, kind="policy", subject="refund",
                              value=PolicyValue(name="refund", found=False), source="store",

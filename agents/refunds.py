@@ -30,17 +30,18 @@ from graphs.errors import DependencyError
 from graphs.state import (
     ApprovalDecision,
     Event,
+    Fact,
     InterlockContext,
     PlanStep,
     RefundProposal,
     RequestInfo,
-    StepStatus,
     WorkerInput,
     WorkerOutput,
     WorkerState,
 )
 from tools.clock import iso, parse_iso
 from tools.governor import CallContext
+from tools.payments import Refund
 from tools.toolbox import Toolbox
 
 __all__ = ["SPEC", "RefundValue", "idempotency_key"]
@@ -111,13 +112,41 @@ def _may_succeed_later(exc: DependencyError) -> bool:
                                            "retry_budget_exhausted", "timeout", "unavailable")
 
 
+def _refund_fact(step: PlanStep, now: datetime, **value: Any) -> Fact:
+    """The `refund` fact of a step."""
+    return make_fact(SPEC, step, kind="refund", subject=step["id"],
+                     value=RefundValue(**value), source="payments", as_of=now,
+                     version=value.get("policy_version"))
+
+
+_TERMS = ("order_id", "amount_cents", "currency", "policy_version")
+"""What a payment is: noted in the effects journal before it is sent."""
+
+
+async def _pay(toolbox: Toolbox, ctx: CallContext, step_id: str, key: str,
+               terms: dict[str, Any], *, ask_first: bool) -> tuple[int, Refund | DependencyError]:
+    """Note the payment in the journal, ask first if needed, send it under `key`.
+
+    Returns the attempts noted before this one, and the refund or why it failed. The same key
+    can only ever make one refund: if an earlier attempt landed, the service answers with it.
+    """
+    earlier = 0
+    try:
+        earlier = await toolbox.effects.begin(key, dependency="payments", ctx=ctx,
+                                              request={k: terms[k] for k in _TERMS})
+        if ask_first or earlier:
+            # A run that died after sending this payment may have made it: ask first.
+            await _ask_first(toolbox, ctx, terms["order_id"], key, earlier)
+        return earlier, await toolbox.payments.refund(
+            order_id=terms["order_id"], amount_cents=terms["amount_cents"],
+            currency=terms["currency"], reason=f"support request {step_id}",
+            idempotency_key=key, ctx=ctx)
+    except DependencyError as exc:
+        return earlier, exc
+
+
 def _build(deps: WorkerDeps) -> WorkerGraph:
     toolbox: Toolbox = deps.toolbox
-
-    def refund_fact(step: PlanStep, now: datetime, **value: Any) -> Any:
-        return make_fact(SPEC, step, kind="refund", subject=step["id"],
-                         value=RefundValue(**value), source="payments", as_of=now,
-                         version=value.get("policy_version"))
 
     async def assess(state: WorkerState, runtime: Runtime[InterlockContext]) -> dict[str, Any]:
         """Propose a refund from the store's order, the payments service and the policy.
@@ -133,22 +162,20 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         ctx = call_context(state, toolbox, runtime)
         order = await toolbox.store.order(order_id, actor=request["actor"], ctx=ctx)
         if order is None:
-            fact = refund_fact(step, now, order_id=order_id, status="not_found",
+            fact = _refund_fact(step, now, order_id=order_id, status="not_found",
                                reasons=[f"order {order_id} not found"])
             return {**report(SPEC, step, "not_found", [fact], events=ctx.events),
                     "scratch": {"stop": True}}
         try:
             earlier = await toolbox.payments.refunds(order_id, ctx)
         except DependencyError as exc:
-            fact = refund_fact(step, now, order_id=order_id, status="failed", retryable=True,
+            fact = _refund_fact(step, now, order_id=order_id, status="failed", retryable=True,
                                reasons=[f"payments_unavailable: could not check earlier "
                                         f"refunds ({exc.reason}); no money was moved"])
             return {**report(SPEC, step, "degraded", [fact], degraded=["payments"],
                              events=ctx.events), "scratch": {"stop": True}}
         requested_at = parse_iso(request["received_at"])
-        policy = next((p for p in await toolbox.store.policies(ctx)
-                       if p.effective_from <= requested_at
-                       and (p.effective_to is None or requested_at < p.effective_to)), None)
+        policy = await toolbox.store.policy_at(requested_at, ctx)
         refunded = sum(r.amount_cents for r in earlier)
         amount = step["amount_cents"]
         key = idempotency_key(request, step["id"], order_id)
@@ -163,7 +190,6 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         proposal = RefundProposal(
             step_id=step["id"], order_id=order_id,
             amount_cents=amount if amount is not None else left,
-            amount_stated=step["amount_cents"] is not None,
             currency=order.currency, order_status=order.status,
             delivered_at=iso(order.delivered_at) if order.delivered_at else None,
             paid_cents=order.paid_cents, refunded_cents=refunded,
@@ -171,7 +197,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
             return_window_days=policy.return_window_days if policy else None,
             requested_at=request["received_at"], requested_by=request["actor"])
         if proposal["amount_cents"] <= 0:
-            fact = refund_fact(step, now, order_id=order_id, status="refused", amount_cents=0,
+            fact = _refund_fact(step, now, order_id=order_id, status="refused", amount_cents=0,
                                currency=proposal["currency"], left_cents=left,
                                policy_version=proposal["policy_version"],
                                reasons=[f"nothing_left: order {order_id} has nothing left to "
@@ -188,33 +214,27 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         key = pending["idempotency_key"]
         now = toolbox.clock.now()
         ctx = call_context(state, toolbox, runtime)
-        common = {k: pending[k] for k in ("order_id", "amount_cents", "currency",
-                                          "policy_version", "left_cents")}
-        try:
-            earlier = await toolbox.effects.begin(key, dependency="payments", ctx=ctx,
-                                                  request={"order_id": pending["order_id"],
-                                                           "amount_cents":
-                                                           pending["amount_cents"]})
-            await _ask_first(toolbox, ctx, pending["order_id"], key, earlier)
-            # The same key can only ever make one refund: if the earlier attempt landed, the
-            # service answers 200 with it; if it did not, this makes it now.
-            refund = await toolbox.payments.refund(
-                order_id=pending["order_id"], amount_cents=pending["amount_cents"],
-                currency=pending["currency"], reason=f"support request {step['id']}",
-                idempotency_key=key, ctx=ctx)
-        except DependencyError as exc:
-            fact = refund_fact(step, now, status="pending", idempotency_key=key,
-                               reasons=[f"outcome_unknown: still not confirmed ({exc.reason}); "
-                                        f"retrying with the same key cannot pay twice"],
-                               **common)
+        common = {k: pending[k] for k in (*_TERMS, "left_cents")}
+        _, refund = await _pay(toolbox, ctx, step["id"], key, common, ask_first=True)
+        if isinstance(refund, DependencyError):
+            fact = _refund_fact(step, now, status="pending", idempotency_key=key,
+                               reasons=[f"outcome_unknown: still not confirmed "
+                                        f"({refund.reason}); retrying with the same key cannot "
+                                        f"pay twice"], **common)
             return report(SPEC, step, "degraded", [fact], degraded=["payments"],
                           note="pending", events=ctx.events)
-        await toolbox.effects.finish(key, "executed", {"refund_id": refund.refund_id})
         how = ("the earlier attempt had gone through" if refund.replayed
                else "the earlier attempt had not gone through; made now")
-        fact = refund_fact(step, now, status="executed", refund_id=refund.refund_id,
-                           idempotency_key=key, reasons=[f"reconciled: {how}"], **common)
-        return report(SPEC, step, "done", [fact], events=ctx.events, note="reconciled")
+        return await executed(step, now, key, refund, common, ctx, [f"reconciled: {how}"],
+                              note="reconciled")
+
+    async def executed(step: PlanStep, now: datetime, key: str, refund: Refund,
+                       common: dict[str, Any], ctx: CallContext, reasons: list[str], *,
+                       note: str) -> dict[str, Any]:
+        await toolbox.effects.finish(key, "executed", {"refund_id": refund.refund_id})
+        fact = _refund_fact(step, now, status="executed", refund_id=refund.refund_id,
+                           idempotency_key=key, reasons=reasons, **common)
+        return report(SPEC, step, "done", [fact], events=ctx.events, note=note)
 
     def entry(state: WorkerState) -> str:
         return "reconcile" if state.get("mode") == "reconcile" else "assess"
@@ -233,41 +253,27 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                   "left_cents": proposal["paid_cents"] - proposal["refunded_cents"]}
         if decision["decision"] != "allow":
             status: RefundStatus = "refused" if decision["decision"] == "refuse" else "rejected"
-            fact = refund_fact(step, now, status=status, reasons=decision["reasons"], **common)
+            fact = _refund_fact(step, now, status=status, reasons=decision["reasons"], **common)
             return report(SPEC, step, "refused", [fact], note=status)
         key = idempotency_key(state["request"], step["id"], proposal["order_id"])
         ctx = call_context(state, toolbox, runtime)
-        earlier = 0
-        try:
-            earlier = await toolbox.effects.begin(key, dependency="payments", ctx=ctx,
-                                                  request={k: common[k] for k in (
-                                                      "order_id", "amount_cents", "currency",
-                                                      "policy_version")})
-            if earlier:
-                # A run that died after sending this payment may have made it: ask first.
-                await _ask_first(toolbox, ctx, proposal["order_id"], key, earlier)
-            refund = await toolbox.payments.refund(
-                order_id=proposal["order_id"], amount_cents=proposal["amount_cents"],
-                currency=proposal["currency"], reason=f"support request {step['id']}",
-                idempotency_key=key, ctx=ctx)
-        except DependencyError as exc:
+        earlier, refund = await _pay(toolbox, ctx, step["id"], key, common, ask_first=False)
+        if isinstance(refund, DependencyError):
             # Unknown if any attempt under this key may have reached the service: one from a
             # run that died, one that timed out here, or a 409 (the key was already used).
-            unknown = earlier > 0 or exc.status == 409 or _outcome_unknown(ctx.events)
+            unknown = (earlier > 0 or refund.status == 409
+                       or _outcome_unknown(ctx.events))
             status = "pending" if unknown else "failed"
-            reason = (f"outcome_unknown: the payments service did not confirm ({exc.reason}); "
-                      f"retrying with the same key cannot pay twice" if unknown else
-                      f"payments_failed: {exc.reason}; no money was moved")
-            fact = refund_fact(step, now, status=status, idempotency_key=key, reasons=[reason],
-                               retryable=not unknown and _may_succeed_later(exc), **common)
+            reason = (f"outcome_unknown: the payments service did not confirm "
+                      f"({refund.reason}); retrying with the same key cannot pay twice"
+                      if unknown else f"payments_failed: {refund.reason}; no money was moved")
+            fact = _refund_fact(step, now, status=status, idempotency_key=key, reasons=[reason],
+                               retryable=not unknown and _may_succeed_later(refund), **common)
             await toolbox.effects.finish(key, status)
             return report(SPEC, step, "degraded", [fact], degraded=["payments"],
                           note=status, events=ctx.events)
-        await toolbox.effects.finish(key, "executed", {"refund_id": refund.refund_id})
-        fact = refund_fact(step, now, status="executed", refund_id=refund.refund_id,
-                           idempotency_key=key, reasons=decision["reasons"], **common)
-        return report(SPEC, step, "done", [fact], events=ctx.events,
-                      note="replayed" if refund.replayed else "")
+        return await executed(step, now, key, refund, common, ctx, decision["reasons"],
+                              note="replayed" if refund.replayed else "")
 
     approval = deps.guards["approval"]
     graph = StateGraph(WorkerState, context_schema=InterlockContext, input_schema=WorkerInput,
@@ -302,24 +308,19 @@ async def _on_failure(deps: WorkerDeps, state: WorkerInput, error: BaseException
     prior = await toolbox.effects.attempted(key)
     now = toolbox.clock.now()
     if prior is None:
-        value = RefundValue(order_id=order_id, status="failed", retryable=True,
-                            reasons=[f"worker_failed: {what} before any payment was sent; "
-                                     f"no money was moved"])
-        status: StepStatus = "failed"
-    else:
-        await toolbox.effects.finish(key, "pending")
-        value = RefundValue(order_id=order_id, status="pending", idempotency_key=key,
-                            amount_cents=int(prior["amount_cents"]),
-                            currency=prior.get("currency"),
-                            policy_version=prior.get("policy_version"),
-                            reasons=[f"outcome_unknown: the step stopped ({what}) once a "
-                                     f"payment was under way; it may have been made, and "
-                                     f"retrying with the same key cannot pay twice"])
-        status = "degraded"
-    fact = make_fact(SPEC, step, kind="refund", subject=step["id"], value=value,
-                     source="payments", as_of=now, version=value.policy_version)
-    return report(SPEC, step, status, [fact], degraded=["payments"],
-                  note=f"{value.status} after {what}")
+        fact = _refund_fact(step, now, order_id=order_id, status="failed", retryable=True,
+                           reasons=[f"worker_failed: {what} before any payment was sent; "
+                                    f"no money was moved"])
+        return report(SPEC, step, "failed", [fact], degraded=["payments"],
+                      note=f"failed after {what}")
+    await toolbox.effects.finish(key, "pending")
+    fact = _refund_fact(step, now, status="pending", idempotency_key=key,
+                       **{k: prior.get(k) for k in _TERMS},
+                       reasons=[f"outcome_unknown: the step stopped ({what}) once a payment "
+                                f"was under way; it may have been made, and retrying with "
+                                f"the same key cannot pay twice"])
+    return report(SPEC, step, "degraded", [fact], degraded=["payments"],
+                  note=f"pending after {what}")
 
 
 SPEC = WorkerSpec(

@@ -24,7 +24,7 @@ INTERRUPT = "__interrupt__"
 
 async def copy_thread(source: BaseCheckpointSaver[Any], thread_id: str,
                       target: BaseCheckpointSaver[Any], new_thread_id: str, *,
-                      upto_step: int | None = None) -> CheckpointTuple:
+                      upto_step: int) -> CheckpointTuple:
     """Copy `thread_id` into `new_thread_id` up to the main-graph checkpoint of `upto_step`.
 
     Returns the last copied main-graph checkpoint. What happened after it is left behind: the
@@ -36,15 +36,12 @@ async def copy_thread(source: BaseCheckpointSaver[Any], thread_id: str,
     if not rows:
         raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
     main = [r for r in rows if not r.config["configurable"].get("checkpoint_ns")]
-    if upto_step is None:
-        last = main[0]
-    else:
-        matching = [r for r in main if r.metadata.get("step") == upto_step]
-        if not matching:
-            steps = [r.metadata.get("step", -1) for r in main]
-            raise InputError(f"No step {upto_step} in this thread (steps {min(steps)} to "
-                             f"{max(steps)}).", field="step")
-        last = matching[0]
+    matching = [r for r in main if r.metadata.get("step") == upto_step]
+    if not matching:
+        steps = [r.metadata.get("step", -1) for r in main]
+        raise InputError(f"No step {upto_step} in this thread (steps {min(steps)} to "
+                         f"{max(steps)}).", field="step")
+    last = matching[0]
     last_id = str(last.config["configurable"]["checkpoint_id"])
     keep_all = last.metadata.get("source") == "input"
     keep = [r for r in rows if str(r.config["configurable"]["checkpoint_id"]) <= last_id]

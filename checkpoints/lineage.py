@@ -210,9 +210,8 @@ def _diff_values(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
 async def diff(graph: Pregel[Any, Any, Any, Any], thread_id: str, a: int, b: int
                ) -> dict[str, Any]:
     """What changed in the state between step `a` and step `b`."""
-    snaps = await snapshots(graph, thread_id)
-    first = _select(snaps, at=None, step=a)
-    second = _select(snaps, at=None, step=b)
+    first = await _locate(graph, thread_id, at=None, step=a)
+    second = await _locate(graph, thread_id, at=None, step=b)
     return {"thread_id": thread_id, "from": {"step": a, "checkpoint_id": _id(first)},
             "to": {"step": b, "checkpoint_id": _id(second)},
             "changes": _diff_values(first.values or {}, second.values or {})}

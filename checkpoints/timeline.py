@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.pregel import Pregel
 
 from checkpoints.lineage import history
+from tools.clock import parse_iso
 
 __all__ = ["timeline"]
 
@@ -21,7 +22,7 @@ __all__ = ["timeline"]
 def _at(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parse_iso(text)
 
 
 def _iso(moment: datetime) -> str:

@@ -10,7 +10,7 @@ from langgraph.runtime import Runtime
 
 from graphs.state import STAFF, Actor, InterlockContext
 
-__all__ = ["is_staff", "may_act_for", "resolve_actor"]
+__all__ = ["as_actor", "is_staff", "may_act_for", "resolve_actor"]
 
 
 def _field(value: Any, name: str) -> Any:
@@ -21,7 +21,7 @@ def _field(value: Any, name: str) -> Any:
         return getattr(value, name, None)
 
 
-def _coerce(value: Any) -> Actor | None:
+def as_actor(value: Any) -> Actor | None:
     """An Actor from a mapping or an object with `kind` / `customer_id`, if it is a valid one."""
     kind = _field(value, "kind")
     customer_id = _field(value, "customer_id")
@@ -49,12 +49,12 @@ def resolve_actor(runtime: Runtime[InterlockContext] | None,
     user = server.user if server is not None and server.user is not None else (
         (config.get("configurable") or {}).get("langgraph_auth_user"))
     if user is not None:
-        actor = _coerce(user)
+        actor = as_actor(user)
         return actor or Actor(kind="customer", customer_id=None)
     context = runtime.context if runtime is not None else None
     if context is None:
         return STAFF
-    actor = _coerce(context.actor if isinstance(context, InterlockContext) else
+    actor = as_actor(context.actor if isinstance(context, InterlockContext) else
                     getattr(context, "actor", None) or (context.get("actor")
                                                         if isinstance(context, dict) else None))
     return actor or Actor(kind="customer", customer_id=None)
@@ -66,10 +66,10 @@ def is_staff(actor: Actor) -> bool:
 
 
 def may_act_for(invoker: Actor, requester: Actor) -> bool:
-    """Whether whoever drives this run may carry out a request made by `requester`.
+    """Whether `invoker` may carry out a request of `requester`, or use a thread it owns.
 
-    Staff may carry out anyone's request (resuming a customer's run, approving a refund); a
-    customer only their own. A request in state that claims another actor than the one driving
+    Staff may do either for anyone (resume a customer's run, approve a refund); a customer
+    only for themselves. A request in state that claims another actor than the one driving
     the run was not made through the intake guard, and is refused.
     """
     return is_staff(invoker) or invoker == requester

@@ -10,11 +10,11 @@ from this authenticated user, never from the request body (see `graphs/actors.py
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from langgraph_sdk import Auth
 
+from graphs.actors import is_staff
 from graphs.keys import ApiKey, find_key, load_keys
 from graphs.settings import Settings
 
@@ -22,23 +22,24 @@ __all__ = ["auth"]
 
 auth = Auth()
 
-_cache: dict[Path, tuple[float, list[ApiKey]]] = {}
-
-
-def _read(path: Path) -> list[ApiKey]:
-    mtime = path.stat().st_mtime if path.exists() else -1.0
-    cached = _cache.get(path)
-    if cached is None or cached[0] != mtime:
-        _cache[path] = (mtime, load_keys(path))
-    return _cache[path][1]
-
-
 _KEYS_PATH = Settings.from_env().api_keys_path  # settings are read once, at start
+_cached: tuple[float, list[ApiKey]] = (-2.0, [])  # (the file's mtime, its keys)
+
+
+def _read() -> list[ApiKey]:
+    global _cached
+    try:
+        mtime = _KEYS_PATH.stat().st_mtime
+    except FileNotFoundError:
+        mtime = -1.0
+    if _cached[0] != mtime:
+        _cached = (mtime, load_keys(_KEYS_PATH))
+    return _cached[1]
 
 
 async def _keys() -> list[ApiKey]:
     """The current keys (re-read when the file changes, so new keys work without a restart)."""
-    return await asyncio.to_thread(_read, _KEYS_PATH)
+    return await asyncio.to_thread(_read)
 
 
 def _presented(headers: dict[bytes, bytes]) -> str | None:
@@ -59,7 +60,7 @@ async def authenticate(headers: dict[bytes, bytes]) -> dict[str, Any]:
     entry = find_key(await _keys(), presented)
     if entry is None:
         raise Auth.exceptions.HTTPException(status_code=401, detail="invalid API key")
-    staff = entry.actor["kind"] == "staff"
+    staff = is_staff(entry.actor)
     identity = f"staff:{entry.id}" if staff else f"customer:{entry.actor['customer_id']}"
     return {"identity": identity, "display_name": entry.label or identity,
             "permissions": ["staff"] if staff else ["customer"],

@@ -24,10 +24,9 @@ from graphs.errors import InputError
 from graphs.executor import pending_effects
 from graphs.runner import RunResult, open_interlock
 from graphs.settings import DependencyPolicy, FaultSpec, Settings
-from graphs.state import Actor
 from tools.clock import Clock
 from tools.model import build_chat_model
-from tools.naive import NaiveGovernor
+from tools.naive import NAIVE_LAYERS, NaiveGovernor
 from tools.seed import build_seed
 from tools.simulators.faults import SimulatorStats
 from tools.simulators.model import ModelSimulator
@@ -45,7 +44,6 @@ class Load:
 
     message: str
     kind: str
-    actor: Actor = field(default_factory=lambda: Actor(kind="staff", customer_id=None))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,7 +240,7 @@ async def _run_mode(scenario: Scenario, mode: Mode, loads: Sequence[Load], base:
             while not queue.empty():
                 load = queue.get_nowait()
                 t0 = time.perf_counter()
-                result = await app.run(load.message, actor=load.actor)
+                result = await app.run(load.message)
                 results.append((load, result, (time.perf_counter() - t0) * 1000))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -250,9 +248,7 @@ async def _run_mode(scenario: Scenario, mode: Mode, loads: Sequence[Load], base:
         refunds: dict[str, int] = {}
         if scenario.dependency == "payments":
             refunds = await _settle_refunds(app, results)
-    calls = {"carrier": toolbox.carrier_sim.stats.calls if toolbox.carrier_sim else 0,
-             "payments": toolbox.payments_sim.stats.calls if toolbox.payments_sim else 0,
-             "model": model_sim.stats.calls}
+    calls = {dep: sim.stats.calls if sim is not None else 0 for dep, sim in sims.items()}
     latencies: dict[str, list[float]] = {}
     outcomes: dict[str, Counter[str]] = {}
     events: Counter[str] = Counter()
@@ -395,7 +391,7 @@ async def run_scenario(name: str, *, requests: int = 200, concurrency: int = 16,
                                  "policy": {k: getattr(policy, k) for k in (
                                      "timeout", "attempts", "fail_max", "reset_timeout",
                                      "max_concurrency", "retry_ratio", "retry_reserve")},
-                                 "naive_layers": [3, 3]})
+                                 "naive_layers": list(NAIVE_LAYERS)})
 
 
 def format_report(report: ChaosReport) -> str:
@@ -405,7 +401,8 @@ def format_report(report: ChaosReport) -> str:
     lines = [f"## {s.name}: {s.summary}", "",
              f"{report.settings['requests']} requests, concurrency "
              f"{report.settings['concurrency']}, deadline {report.settings['deadline_s']:g} s; "
-             f"naive = every layer retries (3 x 3 attempts, no budget, breaker or bulkhead)", "",
+             f"naive = every layer retries ({' x '.join(map(str, NAIVE_LAYERS))} attempts, no "
+             f"budget, breaker or bulkhead)", "",
              "| figure | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
 
     def row(label: str, values: Sequence[Any]) -> None:

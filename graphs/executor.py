@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
@@ -23,6 +23,7 @@ from graphs.settings import Settings
 from graphs.state import (
     ErrorInfo,
     Event,
+    Fact,
     InterlockContext,
     InterlockState,
     PlanStep,
@@ -30,11 +31,17 @@ from graphs.state import (
     WorkerInput,
 )
 from tools.clock import Clock, iso, parse_iso
+from tools.spans import thread_of
 
-__all__ = ["Produces", "make_after_facts", "make_supervisor", "pending_effects", "reconciler"]
+__all__ = ["EffectMode", "Produces", "make_after_facts", "make_supervisor", "pending_effects",
+           "reconciler"]
 
 Produces = Mapping[str, Callable[[PlanStep], list[str]] | None]
 """For each worker, the fact ids a step yields (None: its steps are never reused)."""
+
+
+EffectMode = Literal["reconcile", "run"]
+"""How an unsettled side effect is settled: ask and retry its key, or run its step again."""
 
 
 def _event(kind: str, step: PlanStep, clock: Clock, thread: str | None,
@@ -60,6 +67,14 @@ def _fresh_facts(step: PlanStep, state: InterlockState, produces: Produces,
                 fact, now=now, request_at=request_at, ttls=settings.fact_ttls):
             return None
     return ids
+
+
+def _dependency_facts(step: PlanStep, results: Mapping[str, StepResult],
+                      state: InterlockState) -> dict[str, Fact]:
+    """The facts of the steps `step` depends on: what its worker may rely on."""
+    facts = state.get("facts", {})
+    return {fid: facts[fid] for dep in step["depends_on"]
+            for fid in results[dep]["fact_ids"] if fid in facts}
 
 
 def _stale_steps(state: InterlockState, produces: Produces, settings: Settings,
@@ -91,7 +106,7 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
         plan = state["plan"]
         assert plan is not None
         request = state["request"]
-        thread = runtime.execution_info.thread_id if runtime.execution_info else None
+        thread = thread_of(runtime)
         hops = state.get("hops", 0) + 1
         if hops > settings.max_hops:
             return Command(goto="responder", update={
@@ -128,7 +143,7 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
                 elif all(d in results for d in step["depends_on"]) and (
                         reused := _fresh_facts(step, state, produces, settings, now)):
                     facts = state.get("facts", {})
-                    origin = results.get(facts[reused[0]]["step_id"]) if reused else None
+                    origin = results.get(facts[reused[0]]["step_id"])
                     results[step["id"]] = new_results[step["id"]] = StepResult(
                         step_id=step["id"], worker=step["worker"],
                         status=origin["status"] if origin else "done", fact_ids=reused,
@@ -151,11 +166,8 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
             update["events"] = events
         if not ready:
             return Command(goto="responder", update=update)
-        facts = state.get("facts", {})
         sends = [Send(step["worker"], WorkerInput(
-            step=step, request=request,
-            facts={fid: facts[fid] for dep in step["depends_on"]
-                   for fid in results[dep]["fact_ids"] if fid in facts}))
+            step=step, request=request, facts=_dependency_facts(step, results, state)))
             for step in ready]
         update["dispatched"] = dispatched + [s["id"] for s in ready if s["id"] not in dispatched]
         return Command(goto=sends, update=update)
@@ -183,7 +195,7 @@ def make_after_facts(settings: Settings, clock: Clock, produces: Produces
     return after_facts
 
 
-def pending_effects(state: Mapping[str, Any]) -> dict[str, str]:
+def pending_effects(state: Mapping[str, Any]) -> dict[str, EffectMode]:
     """Side effects of the current request left unsettled: step id -> `reconcile` or `run`.
 
     `reconcile`: the outcome is unknown (the request may have landed); `run`: the effect was
@@ -191,7 +203,7 @@ def pending_effects(state: Mapping[str, Any]) -> dict[str, str]:
     """
     plan = state.get("plan")
     steps = {step["id"] for step in plan["steps"]} if plan else set()
-    unsettled: dict[str, str] = {}
+    unsettled: dict[str, EffectMode] = {}
     for fact in state.get("facts", {}).values():
         if fact["step_id"] not in steps or not isinstance(fact["value"], dict):
             continue
@@ -222,11 +234,9 @@ async def reconciler(state: InterlockState) -> Command[Any]:
     for sid, mode in unsettled.items():
         step = steps[sid]
         own = {fid: fact for fid, fact in facts.items() if fact["step_id"] == sid}
-        inputs = own if mode == "reconcile" else {
-            fid: facts[fid] for dep in step["depends_on"]
-            for fid in results[dep]["fact_ids"] if fid in facts}
+        inputs = own if mode == "reconcile" else _dependency_facts(step, results, state)
         sends.append(Send(step["worker"], WorkerInput(
             step=step, request=state["request"], facts=inputs,
-            mode="reconcile" if mode == "reconcile" else "run")))
+            mode=mode)))
     # What the earlier attempt reported no longer stands until the steps report again.
     return Command(goto=sends, update={"degraded": [], "status": "running", "error": None})

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from graphs.state import Actor, Fact
+from tools.clock import parse_iso
 
 __all__ = ["scope_of", "staleness"]
 
@@ -20,10 +21,6 @@ def scope_of(actor: Actor) -> str:
     return "staff" if actor["kind"] == "staff" else f"customer:{actor['customer_id']}"
 
 
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def staleness(fact: Fact, *, now: datetime, request_at: datetime,
               ttls: Mapping[str, float | None]) -> str | None:
     """Why `fact` may not be used for a request made at `request_at` (None: it is fresh)."""
@@ -31,10 +28,10 @@ def staleness(fact: Fact, *, now: datetime, request_at: datetime,
     if not fact["value"].get("found", True) and fact["kind"] == "policy":
         return f"{fact['id']}: no policy was in effect; check again"
     if ttl is not None:
-        age = (now - _parse(fact["as_of"])).total_seconds()
+        age = (now - parse_iso(fact["as_of"])).total_seconds()
         return None if age <= ttl else f"{fact['id']} is {age:.0f}s old (ttl {ttl:.0f}s)"
     if fact["kind"] == "policy" and fact["value"].get("found"):
         starts, ends = fact["value"].get("effective_from"), fact["value"].get("effective_to")
-        if starts and _parse(starts) > request_at or ends and _parse(ends) <= request_at:
+        if starts and parse_iso(starts) > request_at or ends and parse_iso(ends) <= request_at:
             return f"{fact['id']} version {fact.get('version')} is not in effect at {request_at}"
     return None

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from graphs.actors import as_actor
 from graphs.errors import ConfigError
 from graphs.state import Actor
 
@@ -50,11 +51,9 @@ def load_keys(path: Path) -> list[ApiKey]:
 
 
 def _actor(raw: Any) -> Actor:
-    if raw.get("kind") == "staff":
-        return Actor(kind="staff", customer_id=None)
-    if raw.get("kind") == "customer" and isinstance(raw.get("customer_id"), int):
-        return Actor(kind="customer", customer_id=raw["customer_id"])
-    raise ValueError(f"not an actor: {raw!r}")
+    if (actor := as_actor(raw)) is None:
+        raise ValueError(f"not an actor: {raw!r}")
+    return actor
 
 
 def add_key(path: Path, actor: Actor, *, label: str = "") -> tuple[ApiKey, str]:

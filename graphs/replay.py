@@ -184,9 +184,9 @@ async def fork(app: Interlock, thread_id: str, *, from_step: int,
     saver = app.graph.checkpointer
     assert isinstance(saver, BaseCheckpointSaver)
     new_thread = f"{thread_id}-fork-{uuid.uuid4().hex[:6]}"
-    await copy_thread(saver, thread_id, saver, new_thread, upto_step=from_step)
+    last = await copy_thread(saver, thread_id, saver, new_thread, upto_step=from_step)
     if message is None:
         return new_thread, None
-    values = (await app.state(new_thread)).values or {}
+    values = last.checkpoint["channel_values"]  # `request` and `owner` are plain channels
     actor = (values.get("request") or {}).get("actor") or values.get("owner") or STAFF
     return new_thread, await app.run(message, thread_id=new_thread, actor=actor)

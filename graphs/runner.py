@@ -20,12 +20,12 @@ from langgraph.types import Command, StateSnapshot
 from agents.base import WorkerSpec
 from checkpoints import lineage
 from checkpoints.saver import open_checkpointer
+from graphs.actors import may_act_for
 from graphs.errors import InputError, NotFoundError
 from graphs.executor import pending_effects
 from graphs.settings import Settings
 from graphs.state import STAFF, Actor, InterlockContext
 from graphs.supervisor import InterlockGraph, build_graph
-from guards.intake import may_use_thread
 from tools.clock import iso
 from tools.toolbox import Toolbox, build_toolbox
 
@@ -152,7 +152,7 @@ class Interlock:
             thread_id = f"t-{uuid.uuid4().hex[:12]}"
         elif (snap := await self.state(thread_id)).values:
             owner = snap.values.get("owner")
-            if owner is not None and not may_use_thread(actor, owner):
+            if owner is not None and not may_act_for(actor, owner):
                 raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
             if snap.interrupts:
                 raise InputError(f"Thread {thread_id!r} is waiting for a refund approval; "
@@ -170,7 +170,7 @@ class Interlock:
         """
         snap = await self.state(thread_id)
         owner = snap.values.get("owner") if snap.values else None
-        if not snap.values or (owner is not None and not may_use_thread(actor, owner)):
+        if not snap.values or (owner is not None and not may_act_for(actor, owner)):
             raise NotFoundError(f"Thread {thread_id!r} was not found.", field="thread")
         if approve is not None:
             if not snap.interrupts:

@@ -172,6 +172,11 @@ class Settings:
         """A copy with one dependency's simulated faults replaced."""
         return replace(self, faults={**self.faults, dependency: spec})
 
+    def with_policy(self, dependency: str, **changes: Any) -> Settings:
+        """A copy with fields of one dependency's call policy replaced."""
+        policy = replace(self.policy(dependency), **changes)
+        return replace(self, policies={**self.policies, dependency: policy})
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from `env` (default: the process environment) and validate it."""

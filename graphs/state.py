@@ -231,8 +231,6 @@ class RefundProposal(TypedDict):
     """The order to refund."""
     amount_cents: int
     """The amount to refund (the request's, or what is left when it named none)."""
-    amount_stated: bool
-    """Whether the request named the amount (if not, a human confirms the full refund)."""
     currency: str
     """ISO currency code."""
     order_status: str

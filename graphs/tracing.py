@@ -27,11 +27,10 @@ _TRUE = ("1", "true", "yes", "on")
 _installed: Client | None = None
 
 
-def tracing_requested(env: dict[str, str] | None = None) -> bool:
+def tracing_requested() -> bool:
     """Whether the environment asks for LangSmith tracing."""
-    env = dict(os.environ) if env is None else env
-    return any(env.get(k, "").lower() in _TRUE for k in ("LANGSMITH_TRACING",
-                                                         "LANGCHAIN_TRACING_V2"))
+    return any(os.environ.get(k, "").lower() in _TRUE for k in ("LANGSMITH_TRACING",
+                                                                "LANGCHAIN_TRACING_V2"))
 
 
 def redact_payload(value: Any) -> Any:

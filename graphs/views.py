@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+
+from tools.clock import parse_iso
 
 __all__ = ["graph_html", "graph_mermaid", "graph_svg", "timeline_html"]
 
@@ -34,10 +35,6 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:24px 0 6px}
 """
 
 
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.1f} ms"
@@ -48,11 +45,11 @@ def _duration(seconds: float) -> str:
 
 
 def _segment(number: int, segment: dict[str, Any]) -> str:
-    start, end = _parse(segment["start"]), _parse(segment["end"])
+    start, end = parse_iso(segment["start"]), parse_iso(segment["end"])
     total = max((end - start).total_seconds(), 1e-6)
 
     def pos(moment: str) -> float:
-        return max(0.0, min(100.0, (_parse(moment) - start).total_seconds() / total * 100))
+        return max(0.0, min(100.0, (parse_iso(moment) - start).total_seconds() / total * 100))
 
     rows = []
     items: list[tuple[str, dict[str, Any]]] = [("span", s) for s in segment["spans"]]
@@ -63,7 +60,7 @@ def _segment(number: int, segment: dict[str, Any]) -> str:
         label = html.escape(item["name"])
         if kind == "span" or item["kind"] == "tool":
             left, right = pos(item["start"]), pos(item["end"])
-            seconds = (_parse(item["end"]) - _parse(item["start"])).total_seconds()
+            seconds = (parse_iso(item["end"]) - parse_iso(item["start"])).total_seconds()
             outcome = item.get("outcome")
             css = f"{item['kind']} {'error' if outcome and outcome != 'ok' else ''}".strip()
             rows.append(f'<div class="row {css}"><span class="label" title="{title}">{label}'

@@ -29,6 +29,7 @@ from graphs.state import (
 )
 from tools.clock import Clock, iso, parse_iso
 from tools.governor import CallContext
+from tools.spans import thread_of
 from tools.toolbox import Toolbox
 
 __all__ = ["make_approval_guard", "policy_reasons"]
@@ -116,7 +117,7 @@ def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> A
                 decision="refuse", reasons=reasons, approver=None, escalated=False,
                 decided_at=iso(clock.now()))
         elif (proposal["amount_cents"] > settings.auto_approve_cents
-              or not proposal["amount_stated"]):
+              or state["step"]["amount_cents"] is None):
             escalated = True
             why = (f"above_limit: {_money(proposal['amount_cents'], proposal['currency'])} is "
                    f"above the auto-approval limit of "
@@ -134,9 +135,11 @@ def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> A
                 policy_version=proposal["policy_version"] or "",
                 requested_by=proposal["requested_by"]))
             approver = resolve_actor(runtime)
+            # A human decision starts a fresh deadline for the re-check and the payment.
+            fresh_deadline = clock.now() + timedelta(seconds=settings.deadline_s)
             approved, note = _read_answer(answer)
             events.append(Event(at=iso(clock.now()), kind="decision", dependency=None,
-                                thread_id=_thread(runtime), step_id=step_id,
+                                thread_id=thread_of(runtime), step_id=step_id,
                                 detail={"answer": answer if isinstance(answer, bool | dict)
                                         else repr(answer)[:200], "approver": approver}))
             if not is_staff(approver):
@@ -156,9 +159,8 @@ def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> A
                     reasons=[("approved_by_staff" if approved else "rejected_by_staff")
                              + (f": {note}" if note else "")])
                 if approved:
-                    ctx = CallContext.until(clock.now() + timedelta(seconds=settings.deadline_s),
-                                            clock, step_id=step_id,
-                                            thread_id=_thread(runtime))
+                    ctx = CallContext.until(fresh_deadline, clock, step_id=step_id,
+                                            thread_id=thread_of(runtime))
                     fresh, problems = await _recheck(proposal, toolbox, ctx)
                     if fresh is not None:
                         problems = policy_reasons(fresh)
@@ -181,16 +183,10 @@ def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> A
             at=decision["decided_at"]))
         scratch: dict[str, Any] = {"approval": decision}
         if escalated:
-            # A human decision starts a fresh deadline for the payment that follows it.
-            scratch["deadline_at"] = iso(clock.now() + timedelta(seconds=settings.deadline_s))
+            scratch["deadline_at"] = iso(fresh_deadline)
         return {"scratch": scratch, "verdicts": verdicts, "events": events}
 
     return approval_guard
-
-
-def _thread(runtime: Runtime[InterlockContext]) -> str | None:
-    info = runtime.execution_info
-    return info.thread_id if info is not None else None
 
 
 def _read_answer(answer: Any) -> tuple[bool | None, str]:

@@ -16,7 +16,7 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite
 
-from graphs.actors import resolve_actor
+from graphs.actors import may_act_for, resolve_actor
 from graphs.errors import InputError
 from graphs.settings import Settings
 from graphs.state import (
@@ -29,7 +29,7 @@ from graphs.state import (
 )
 from tools.clock import Clock, iso
 
-__all__ = ["MAX_BYTES", "check_message", "make_intake_guard", "may_use_thread"]
+__all__ = ["MAX_BYTES", "check_message", "make_intake_guard"]
 
 MAX_BYTES = 8 * 1024
 """Largest accepted message, in UTF-8 bytes."""
@@ -62,11 +62,6 @@ def check_message(content: Any) -> str:
     if letters and sum(1 for ch in letters if ch.isascii()) / len(letters) < 0.5:
         raise InputError("I can only help in English for now.", field="language")
     return text
-
-
-def may_use_thread(actor: Actor, owner: Actor) -> bool:
-    """Staff may use any thread; a customer only a thread they started."""
-    return actor["kind"] == "staff" or owner == actor
 
 
 def _last_human(messages: list[AnyMessage]) -> HumanMessage | None:
@@ -122,7 +117,7 @@ def make_intake_guard(settings: Settings, clock: Clock) -> Any:
         try:
             if message is None:
                 raise InputError("No user message was given.")
-            if not may_use_thread(actor, owner):
+            if not may_act_for(actor, owner):
                 # A thread belongs to whoever started it; another customer learns nothing.
                 raise InputError("This conversation was not found.", field="thread")
             if previous and message.id == previous.get("message_id"):

@@ -110,10 +110,16 @@ def _cents_in(value: Any) -> Iterable[int]:
             yield from _cents_in(item)
 
 
+def _tracking_numbers(facts: list[Fact]) -> set[str]:
+    """The tracking numbers the facts name: backed statements, and not personal data."""
+    return {str(number) for f in facts
+            if isinstance(f["value"], dict) and (number := f["value"].get("tracking_number"))}
+
+
 def check_statement(text: str, facts: list[Fact]) -> tuple[str, list[str]]:
     """Keep the sentences of `text` that `facts` back; return the kept text and the problems."""
     orders = {int(f["value"]["order_id"]) for f in facts if "order_id" in f["value"]}
-    tracking = {f["value"].get("tracking_number") for f in facts if f["kind"] == "shipment"}
+    tracking = _tracking_numbers(facts)
     cents = {c for f in facts for c in _cents_in(f["value"])}
     executed = {int(f["value"]["order_id"]) for f in facts
                 if f["kind"] == "refund" and f["value"].get("status") == "executed"}
@@ -169,10 +175,8 @@ def make_output_guard(clock: Clock) -> Any:
                     for fid in r["fact_ids"]]
         facts = [state["facts"][fid] for fid in fact_ids if fid in state.get("facts", {})]
         text, problems = check_answer(draft, facts)
-        known = [str(f["value"].get("tracking_number")) for f in facts
-                 if isinstance(f["value"], dict) and f["value"].get("tracking_number")]
         text, pii = redact(text or "I could not produce an answer backed by recorded facts.",
-                           keep=known)
+                           keep=_tracking_numbers(facts))
         reasons = problems + [f"redacted: {p}" for p in pii]
         verdict = Verdict(guard=GUARD, passed=not reasons,
                           action="redact" if reasons else "allow",

@@ -39,22 +39,22 @@ class EffectJournal:
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
         self._clock = clock or Clock()
-        self._ready = False
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        if not self._ready:
-            with self._lock:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                self._ready = True
+        """The calling thread's connection (autocommit: a write is committed when it returns)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            self._local.conn = conn
         return conn
 
     def _begin(self, key: str, dependency: str, thread_id: str | None, step_id: str | None,
                request: dict[str, Any]) -> int:
         now = iso(self._clock.now())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -72,8 +72,10 @@ class EffectJournal:
                              "WHERE key = ?", (now, key))
             conn.execute("COMMIT")
             return earlier
-        finally:
-            conn.close()
+        except BaseException:
+            if conn.in_transaction:  # the connection is kept: leave it clean
+                conn.execute("ROLLBACK")
+            raise
 
     async def begin(self, key: str, *, dependency: str, request: dict[str, Any],
                     ctx: CallContext | None = None) -> int:
@@ -90,12 +92,8 @@ class EffectJournal:
     def _attempted(self, key: str) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
-        conn = self._connect()
-        try:
-            row = conn.execute("SELECT request, attempts FROM effects WHERE key = ?",
-                               (key,)).fetchone()
-        finally:
-            conn.close()
+        row = self._connect().execute("SELECT request, attempts FROM effects WHERE key = ?",
+                                      (key,)).fetchone()
         if row is None or not row[1]:
             return None
         request: dict[str, Any] = json.loads(row[0])
@@ -108,13 +106,9 @@ class EffectJournal:
                               asyncio.to_thread(self._attempted, key))
 
     def _finish(self, key: str, outcome: str, result: dict[str, Any] | None) -> None:
-        conn = self._connect()
-        try:
-            conn.execute("UPDATE effects SET outcome = ?, outcome_at = ?, result = ? "
-                         "WHERE key = ?", (outcome, iso(self._clock.now()),
-                                           json.dumps(result) if result else None, key))
-        finally:
-            conn.close()
+        self._connect().execute("UPDATE effects SET outcome = ?, outcome_at = ?, result = ? "
+                                "WHERE key = ?", (outcome, iso(self._clock.now()),
+                                                  json.dumps(result) if result else None, key))
 
     async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
                      ) -> None:
@@ -125,10 +119,6 @@ class EffectJournal:
         """Every noted effect, oldest first (for tests and audits)."""
         if not self.path.exists():
             return []
-        conn = self._connect()
-        conn.row_factory = sqlite3.Row
-        try:
-            rows = conn.execute("SELECT * FROM effects ORDER BY first_attempt_at").fetchall()
-        finally:
-            conn.close()
-        return [dict(row) for row in rows]
+        cursor = self._connect().execute("SELECT * FROM effects ORDER BY first_attempt_at")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

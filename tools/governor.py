@@ -112,6 +112,10 @@ class Bulkhead:
         self._semaphore().release()
 
 
+def _attempt_meta(attempt: int, timeout: float, breaker: AsyncBreaker) -> dict[str, Any]:
+    return {"attempt": attempt, "timeout_s": round(timeout, 3), "breaker_state": breaker.state}
+
+
 class Governor:
     """Breakers, budgets, bulkheads and retries for every dependency of one process."""
 
@@ -157,10 +161,11 @@ class Governor:
         remaining = ctx.remaining(self.clock)
         with span(f"{dependency}.{action}", run_type="tool",
                   tags=["tool", f"dependency:{dependency}", f"thread:{ctx.thread_id or ''}"],
-                  metadata={"dependency": dependency, "action": action,
-                            "plan_step": ctx.step_id, "thread_id": ctx.thread_id,
-                            "deadline_left_s": None if remaining is None else round(remaining, 3),
-                            "breaker_state": self.breakers[dependency].state},
+                  metadata=lambda: {
+                      "dependency": dependency, "action": action, "plan_step": ctx.step_id,
+                      "thread_id": ctx.thread_id,
+                      "deadline_left_s": None if remaining is None else round(remaining, 3),
+                      "breaker_state": self.breakers[dependency].state},
                   inputs={"action": action}) as traced:
             try:
                 result = await self._call(dependency, operation, ctx, action)
@@ -194,8 +199,8 @@ class Governor:
             started = time.perf_counter()
             attempt_span = span(f"attempt {attempt}", run_type="tool",
                                 tags=[f"dependency:{dependency}"],
-                                metadata={"attempt": attempt, "timeout_s": round(timeout, 3),
-                                          "breaker_state": breaker.state})
+                                metadata=functools.partial(_attempt_meta, attempt, timeout,
+                                                           breaker))
             traced = attempt_span.__enter__()
             outcome = "ok"
             try:
@@ -219,8 +224,9 @@ class Governor:
                 current_transitions.reset(token)
                 for name, old, new in transitions:
                     self._event(ctx, "breaker", name, old=old, new=new, action=action)
-                traced.end(outcome=outcome, breaker_after=breaker.state,
-                           transitions=transitions)
+                if traced.active:  # reading the breaker's state may cost a store read
+                    traced.end(outcome=outcome, breaker_after=breaker.state,
+                               transitions=transitions)
                 attempt_span.__exit__(None, None, None)
             self._event(ctx, "attempt", dependency, action=action, attempt=attempt,
                         outcome="error", reason=error.reason, status=error.status,

@@ -21,15 +21,19 @@ from graphs.state import Event
 from tools.clock import Clock, iso
 from tools.governor import CallContext
 
-__all__ = ["NaiveGovernor"]
+__all__ = ["NAIVE_LAYERS", "NaiveGovernor"]
 
 T = TypeVar("T")
+
+
+NAIVE_LAYERS = (3, 3)
+"""The naive stack's retry loops: a tool retries 3 times, and the agent around it 3 times."""
 
 
 class NaiveGovernor:
     """Nested retry loops (`layers`, outermost first) with a fixed pause between attempts."""
 
-    def __init__(self, settings: Settings, *, layers: tuple[int, ...] = (3, 3),
+    def __init__(self, settings: Settings, *, layers: tuple[int, ...] = NAIVE_LAYERS,
                  pause_s: float = 0.05, clock: Clock | None = None) -> None:
         self.settings = settings
         self.layers = layers

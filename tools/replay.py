@@ -125,10 +125,8 @@ class _ReplayPayments(PaymentsClient):
 
 
 class _ReplayModel(ModelClient):
-    def __init__(self, served: _Served, governor: Governor, name: str) -> None:
+    def __init__(self, served: _Served, name: str) -> None:
         self._served = served
-        self._governor = governor
-        self._clock = served.clock
         self._name = name
 
     @property
@@ -152,6 +150,6 @@ def replay_toolbox(settings: Settings, results: RecordedResults, clock: Clock) -
         settings=settings, clock=clock, store=_ReplayStore(served), governor=governor,
         carrier=_ReplayCarrier(served, governor), payments=_ReplayPayments(served, governor),
         effects=_ReplayJournal(served),
-        model=_ReplayModel(served, governor, settings.model) if settings.model != "rules"
+        model=_ReplayModel(served, settings.model) if settings.model != "rules"
         else None,
         carrier_sim=None, payments_sim=None)

@@ -14,10 +14,11 @@ from typing import Any
 
 import langsmith
 from langgraph.config import get_config
+from langgraph.runtime import Runtime
 from langgraph.types import Command
 from langsmith import utils as ls_utils
 
-__all__ = ["Span", "span", "thread_tag", "traced_guard", "tracing_on"]
+__all__ = ["Span", "span", "thread_of", "thread_tag", "traced_guard", "tracing_on"]
 
 
 def tracing_on() -> bool:
@@ -30,27 +31,41 @@ class Span:
 
     def __init__(self, run: Any = None) -> None:
         self._run = run
-        self.outputs: dict[str, Any] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether this span is traced (compute costly outputs only then)."""
+        return self._run is not None
 
     def end(self, **outputs: Any) -> None:
         """Record the span's outputs."""
-        self.outputs.update(outputs)
         if self._run is not None:
             self._run.add_outputs(outputs)
 
 
 @contextmanager
 def span(name: str, *, run_type: str = "chain", tags: Sequence[str] = (),
-         metadata: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None
-         ) -> Iterator[Span]:
-    """A child run of the current trace named `name`; free when tracing is off."""
+         metadata: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+         inputs: dict[str, Any] | None = None) -> Iterator[Span]:
+    """A child run of the current trace named `name`; free when tracing is off.
+
+    `metadata` may be a function, called only when tracing is on (a breaker's state, say,
+    may cost a read of the shared resilience store).
+    """
     if not tracing_on():
         yield Span()
         return
+    meta = metadata() if callable(metadata) else metadata
     with langsmith.trace(name, run_type=run_type,  # type: ignore[arg-type]
-                         tags=[t for t in tags if t], metadata=metadata or {},
+                         tags=[t for t in tags if t], metadata=meta or {},
                          inputs=inputs or {}) as run:
         yield Span(run)
+
+
+def thread_of(runtime: Runtime[Any] | None) -> str | None:
+    """The thread of the run in progress, if it has one."""
+    info = runtime.execution_info if runtime is not None else None
+    return info.thread_id if info is not None else None
 
 
 def thread_tag() -> str:

@@ -12,10 +12,11 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graphs.state import Actor
 from tools.clock import Clock, iso, parse_iso
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from tools.governor import CallContext
 
 __all__ = ["Item", "Order", "Policy", "Shipment", "Store", "ensure_store"]
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -121,6 +124,11 @@ class Policy:
     text: str
     """The policy text."""
 
+    def in_effect(self, moment: datetime) -> bool:
+        """Whether this version is the one in effect at `moment`."""
+        return self.effective_from <= moment and (self.effective_to is None
+                                                  or moment < self.effective_to)
+
 
 def ensure_store(path: Path, clock: Clock | None = None) -> None:
     """Create and seed the store database at `path` unless it exists (safe across processes)."""
@@ -198,48 +206,27 @@ class Store:
     async def _query(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         return await asyncio.to_thread(self._rows, sql, params)
 
+    async def _scoped(self, action: str, sql: str, order_id: int, actor: Actor,
+                      ctx: CallContext | None, build: Callable[[list[sqlite3.Row]], T]
+                      ) -> T | None:
+        """One order's rows as `actor` may see them, built into a record, and recorded."""
+
+        async def read() -> T | None:
+            rows = await self._query(sql, (order_id, *_scope(actor)))
+            return build(rows) if rows else None
+
+        return await recorded(ctx, self._clock, "store", action,
+                              {"order_id": order_id, "actor": dict(actor)}, read())
+
     async def order(self, order_id: int, *, actor: Actor,
                     ctx: CallContext | None = None) -> Order | None:
         """The order, or None if it does not exist or `actor` may not see it."""
-        return await recorded(ctx, self._clock, "store", "order",
-                              {"order_id": order_id, "actor": dict(actor)},
-                              self._order(order_id, actor))
-
-    async def _order(self, order_id: int, actor: Actor) -> Order | None:
-        rows = await self._query(
-            "SELECT o.*, i.sku, i.name, i.quantity, i.unit_cents FROM orders o "
-            "LEFT JOIN items i ON i.order_id = o.id WHERE o.id = ? AND (? IS NULL OR "
-            "o.customer_id = ?) ORDER BY i.sku",
-            (order_id, *_scope(actor)))
-        if not rows:
-            return None
-        first = rows[0]
-        items = tuple(Item(sku=r["sku"], name=r["name"], quantity=r["quantity"],
-                           unit_cents=r["unit_cents"]) for r in rows if r["sku"] is not None)
-        return Order(id=first["id"], customer_id=first["customer_id"], status=first["status"],
-                     placed_at=parse_iso(first["placed_at"]),
-                     delivered_at=parse_iso(first["delivered_at"]) if first["delivered_at"]
-                     else None,
-                     total_cents=first["total_cents"], paid_cents=first["paid_cents"],
-                     currency=first["currency"], items=items)
+        return await self._scoped("order", _ORDER_SQL, order_id, actor, ctx, _order)
 
     async def shipment(self, order_id: int, *, actor: Actor,
                        ctx: CallContext | None = None) -> Shipment | None:
         """The order's shipment, or None if there is none or `actor` may not see the order."""
-        return await recorded(ctx, self._clock, "store", "shipment",
-                              {"order_id": order_id, "actor": dict(actor)},
-                              self._shipment(order_id, actor))
-
-    async def _shipment(self, order_id: int, actor: Actor) -> Shipment | None:
-        rows = await self._query(
-            "SELECT s.order_id, s.tracking_number, s.carrier, s.shipped_at FROM shipments s "
-            "JOIN orders o ON o.id = s.order_id WHERE s.order_id = ? AND (? IS NULL OR "
-            "o.customer_id = ?)", (order_id, *_scope(actor)))
-        if not rows:
-            return None
-        r = rows[0]
-        return Shipment(order_id=r["order_id"], tracking_number=r["tracking_number"],
-                        carrier=r["carrier"], shipped_at=parse_iso(r["shipped_at"]))
+        return await self._scoped("shipment", _SHIPMENT_SQL, order_id, actor, ctx, _shipment)
 
     async def policies(self, ctx: CallContext | None = None) -> list[Policy]:
         """Every version of the refund policy, oldest first."""
@@ -252,19 +239,42 @@ class Store:
                        return_window_days=r["return_window_days"], text=r["text"])
                 for r in rows]
 
-    async def policy_at(self, moment: datetime) -> Policy | None:
+    async def policy_at(self, moment: datetime, ctx: CallContext | None = None
+                        ) -> Policy | None:
         """The policy version in effect at `moment`, if any."""
-        for policy in await self.policies():
-            if policy.effective_from <= moment and (
-                    policy.effective_to is None or moment < policy.effective_to):
-                return policy
-        return None
+        return next((p for p in await self.policies(ctx) if p.in_effect(moment)), None)
 
     async def customer_orders(self, customer_id: int) -> list[int]:
         """Order numbers of one customer, newest first."""
         rows = await self._query(
             "SELECT id FROM orders WHERE customer_id = ? ORDER BY placed_at DESC", (customer_id,))
         return [r["id"] for r in rows]
+
+
+_ORDER_SQL = ("SELECT o.*, i.sku, i.name, i.quantity, i.unit_cents FROM orders o "
+              "LEFT JOIN items i ON i.order_id = o.id WHERE o.id = ? AND (? IS NULL OR "
+              "o.customer_id = ?) ORDER BY i.sku")
+_SHIPMENT_SQL = ("SELECT s.order_id, s.tracking_number, s.carrier, s.shipped_at FROM shipments s "
+                 "JOIN orders o ON o.id = s.order_id WHERE s.order_id = ? AND (? IS NULL OR "
+                 "o.customer_id = ?)")
+
+
+def _order(rows: list[sqlite3.Row]) -> Order:
+    first = rows[0]
+    items = tuple(Item(sku=r["sku"], name=r["name"], quantity=r["quantity"],
+                       unit_cents=r["unit_cents"]) for r in rows if r["sku"] is not None)
+    return Order(id=first["id"], customer_id=first["customer_id"], status=first["status"],
+                 placed_at=parse_iso(first["placed_at"]),
+                 delivered_at=parse_iso(first["delivered_at"]) if first["delivered_at"]
+                 else None,
+                 total_cents=first["total_cents"], paid_cents=first["paid_cents"],
+                 currency=first["currency"], items=items)
+
+
+def _shipment(rows: list[sqlite3.Row]) -> Shipment:
+    r = rows[0]
+    return Shipment(order_id=r["order_id"], tracking_number=r["tracking_number"],
+                    carrier=r["carrier"], shipped_at=parse_iso(r["shipped_at"]))
 
 
 def _scope(actor: Actor) -> tuple[int | None, int | None]:

@@ -289,9 +289,8 @@ async def test_carrier_outage_degrades_but_keeps_the_order_facts(settings: Setti
 
 
 async def test_open_breaker_stops_calling_the_carrier(settings: Settings) -> None:
-    carrier = replace(settings.policy("carrier"), fail_max=2, attempts=1, reset_timeout=60)
-    settings = replace(settings.with_faults("carrier", FaultSpec(fail=1.0)),
-                       policies={**settings.policies, "carrier": carrier})
+    settings = settings.with_faults("carrier", FaultSpec(fail=1.0)).with_policy(
+        "carrier", fail_max=2, attempts=1, reset_timeout=60)
     async with open_interlock(settings) as app:
         sim = app.toolbox.carrier_sim
         assert sim is not None
@@ -508,9 +507,8 @@ async def test_unreachable_model_degrades_to_rules(settings: Settings) -> None:
 async def test_an_unknown_payment_outcome_is_pending_then_reconciled_once(
         settings: Settings) -> None:
     # The payments service makes the refund but its answer is lost, and no retry is allowed.
-    once = replace(settings.policy("payments"), attempts=1)
-    lossy = replace(settings.with_faults("payments", FaultSpec(lose=1.0)),
-                    policies={**settings.policies, "payments": once})
+    lossy = settings.with_faults("payments", FaultSpec(lose=1.0)).with_policy(
+        "payments", attempts=1)
     async with open_interlock(lossy) as app:
         pending = await app.run("Refund $20 on order 1012")
         assert app.toolbox.payments_sim is not None

@@ -18,9 +18,8 @@ PLAN = {"intents": ["order_status", "tracking"], "steps": [
 
 
 def model_settings(settings: Settings, url: str, attempts: int) -> Settings:
-    model = replace(settings.policy("model"), attempts=attempts, timeout=5.0)
-    return replace(settings, model="openai:stub-model", openai_base_url=url,
-                   openai_api_key="test-key", policies={**settings.policies, "model": model})
+    return replace(settings.with_policy("model", attempts=attempts, timeout=5.0),
+                   model="openai:stub-model", openai_base_url=url, openai_api_key="test-key")
 
 
 def test_the_client_is_built_with_max_retries_0(settings: Settings) -> None:

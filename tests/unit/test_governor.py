@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ DEP = "carrier"
 
 def make_governor(tmp_path: Path, **policy: Any) -> tuple[Governor, FakeClock]:
     base = fast_settings(tmp_path)
-    settings = replace(base, policies={**base.policies,
-                                       DEP: replace(base.policy(DEP), **policy)})
+    settings = base.with_policy(DEP, **policy)
     clock = FakeClock()
     return Governor(settings, clock=clock, rng=random.Random(0)), clock
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pybreaker
@@ -37,8 +36,7 @@ def namespace() -> Iterator[str]:
 
 def settings_for(tmp_path: Path, **policy: float) -> Settings:
     base = fast_settings(tmp_path)
-    carrier = replace(base.policy("carrier"), **policy)  # type: ignore[arg-type]
-    return replace(base, policies={**base.policies, "carrier": carrier})
+    return base.with_policy("carrier", **policy)
 
 
 async def failing(limit_s: float) -> None:
