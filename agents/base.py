@@ -18,7 +18,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from graphs.actors import may_act_for, resolve_actor
+from graphs.actors import may_act_for, resolve_actor, viewer_of
 from graphs.freshness import scope_of
 from graphs.state import (
     Event,
@@ -168,7 +168,7 @@ def stamp(spec: WorkerSpec, state: WorkerInput, update: dict[str, Any]) -> dict[
     Whatever the worker said: it cannot pass its output off as another worker's, nor a fact
     seen by staff off as a customer's.
     """
-    scope = scope_of(state["request"]["actor"])
+    scope = scope_of(viewer_of(state["request"]))
     for item in update.get("inbox", []):
         item["worker"] = spec.name
         for fact in item["facts"]:

@@ -16,6 +16,7 @@ from agents.base import (
     report,
     single_node_worker,
 )
+from graphs.actors import viewer_of
 from graphs.state import InterlockContext, WorkerState
 from tools.clock import iso
 
@@ -56,7 +57,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         order_id = step["order_id"]
         assert order_id is not None  # the plan guard only passes orders steps with an order
         ctx = call_context(state, toolbox, runtime)
-        order = await toolbox.store.order(order_id, actor=state["request"]["actor"], ctx=ctx)
+        order = await toolbox.store.order(order_id, actor=viewer_of(state["request"]), ctx=ctx)
         now = toolbox.clock.now()
         if order is None:
             value = OrderValue(order_id=order_id, found=False)

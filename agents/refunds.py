@@ -4,14 +4,15 @@
   what was already refunded, then proposes a refund (`scratch.proposal`);
 - the approval guard (from `guards/`, placed here by the graph builder) allows, refuses, or
   interrupts for a human;
-- `execute` pays with an idempotency key derived from the thread and the plan step, so a retry,
-  a resume or a crash never pays twice; an answer that never came is reported as pending.
+- `execute` pays with an idempotency key derived from the conversation's origin, the turn, the
+  plan step and the terms, so a retry, a resume, a crash, a re-run, a fork or a copy never
+  pays twice; an answer that never came is reported as pending.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -26,6 +27,7 @@ from agents.base import (
     make_fact,
     report,
 )
+from graphs.actors import viewer_of
 from graphs.errors import DependencyError
 from graphs.state import (
     ApprovalDecision,
@@ -44,7 +46,7 @@ from tools.governor import CallContext
 from tools.payments import Refund
 from tools.toolbox import Toolbox
 
-__all__ = ["SPEC", "RefundValue", "idempotency_key"]
+__all__ = ["SPEC", "RefundValue", "effect_id", "idempotency_key"]
 
 RefundStatus = Literal["executed", "pending", "refused", "rejected", "failed", "not_found"]
 
@@ -66,18 +68,66 @@ class RefundValue(BaseModel):
     """For `failed`: the payments service was unavailable, so trying again later may work."""
 
 
-def idempotency_key(request: RequestInfo, step_id: str, order_id: int) -> str:
-    """The payment's idempotency key: one per request message, plan step and order.
+def _origin(request: RequestInfo) -> str:
+    # A request recorded before origins were kept names its message instead.
+    return request.get("origin") or f"message:{request['message_id']}"
 
-    It does not name the thread: a fork of a thread that already paid, or a client resending
-    its message, reaches the same key, and the payments service answers with the refund it
-    made instead of paying twice. The requester is part of it, so another caller's message id
-    cannot collide with it.
+
+def effect_id(request: RequestInfo, step_id: str, order_id: int) -> str:
+    """The effect of one plan step, for good: origin, turn, step, order and what was asked.
+
+    A re-run of the same request, a replay, a fork or a copy of the thread names the same
+    effect, whoever presses the button; another request in the same place (a fork that asks
+    something else at that turn) is another effect. The effects journal finds what an effect
+    attempted by this id.
+    """
+    asked = " ".join(request["text"].split()).casefold()
+    seed = f"interlock|{_origin(request)}|{request['turn']}|{step_id}|{order_id}|{asked}|refund"
+    return f"fx_{hashlib.sha256(seed.encode()).hexdigest()[:40]}"
+
+
+def idempotency_key(request: RequestInfo, step_id: str, order_id: int, amount_cents: int,
+                    currency: str) -> str:
+    """The payment's idempotency key: the effect (see `effect_id`) and its terms.
+
+    It names neither the thread nor who asked: a re-run, replay, fork or copy of a paid
+    request reaches the same key, and the payments service answers with the refund it made
+    instead of paying twice. The terms are part of it, so the same step re-run for another
+    amount is a new payment (which the approval guard then weighs as a likely duplicate).
+    """
+    seed = f"{effect_id(request, step_id, order_id)}|{amount_cents}|{currency}"
+    return f"il_{hashlib.sha256(seed.encode()).hexdigest()[:40]}"
+
+
+def _legacy_key(request: RequestInfo, step_id: str, order_id: int) -> str:
+    """The key a refund of the previous version had (requester, message id, step, order).
+
+    A payment that version left in flight is found under it and settled under it, so an
+    upgrade in the middle of a payment never pays it twice.
     """
     actor = request["actor"]
     who = f"{actor['kind']}:{actor['customer_id'] or ''}"
     seed = f"interlock|{who}|{request['message_id']}|{step_id}|{order_id}|refund"
     return f"il_{hashlib.sha256(seed.encode()).hexdigest()[:40]}"
+
+
+async def _prior(toolbox: Toolbox, request: RequestInfo, step_id: str, order_id: int,
+                 ctx: CallContext | None = None) -> dict[str, Any] | None:
+    """What this step already attempted (its key, terms and outcome), if anything."""
+    found = await toolbox.effects.effect(effect_id(request, step_id, order_id), ctx)
+    if found is not None and found["attempts"] and (
+            found["request"].get("order_id") in (None, order_id)):
+        return found
+    legacy = _legacy_key(request, step_id, order_id)
+    earlier = await toolbox.effects.entry(legacy, ctx)
+    return earlier if earlier is not None and earlier["attempts"] else None
+
+
+def _parsed(moment: str) -> datetime:
+    try:
+        return parse_iso(moment)
+    except ValueError:  # a service's odd timestamp counts as recent: the safer reading
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _outcome_unknown(events: list[Event]) -> bool:
@@ -160,7 +210,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         now = toolbox.clock.now()
         request = state["request"]
         ctx = call_context(state, toolbox, runtime)
-        order = await toolbox.store.order(order_id, actor=request["actor"], ctx=ctx)
+        order = await toolbox.store.order(order_id, actor=viewer_of(request), ctx=ctx)
         if order is None:
             fact = _refund_fact(step, now, order_id=order_id, status="not_found",
                                reasons=[f"order {order_id} not found"])
@@ -176,26 +226,37 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                              events=ctx.events), "scratch": {"stop": True}}
         requested_at = parse_iso(request["received_at"])
         policy = await toolbox.store.policy_at(requested_at, ctx)
-        refunded = sum(r.amount_cents for r in earlier)
+        seen = refunded = sum(r.amount_cents for r in earlier)
         amount = step["amount_cents"]
-        key = idempotency_key(request, step["id"], order_id)
-        if (prior := await toolbox.effects.attempted(key, ctx)) is not None:
+        effect = effect_id(request, step["id"], order_id)
+        prior = await _prior(toolbox, request, step["id"], order_id, ctx)
+        if prior is not None:
             # This step already sent a payment (a run that died, resumed): the earlier one
             # may be among the refunds just read. Propose exactly what was sent, under the
             # same key, so the service answers with the refund it made or makes it now; the
             # service itself never refunds more than was paid.
-            amount = int(prior["amount_cents"])
+            amount = int(prior["request"]["amount_cents"])
             refunded = max(0, refunded - amount)
         left = max(0, order.paid_cents - refunded)
+        amount = amount if amount is not None else left
+        settings = toolbox.settings
+        since = now - timedelta(seconds=max(settings.approval_window_s,
+                                            settings.duplicate_window_s))
+        recent = [{"refund_id": r.refund_id, "amount_cents": r.amount_cents,
+                   "created_at": r.created_at} for r in earlier
+                  if _parsed(r.created_at) >= since]
         proposal = RefundProposal(
-            step_id=step["id"], order_id=order_id,
-            amount_cents=amount if amount is not None else left,
+            step_id=step["id"], order_id=order_id, amount_cents=amount,
             currency=order.currency, order_status=order.status,
             delivered_at=iso(order.delivered_at) if order.delivered_at else None,
             paid_cents=order.paid_cents, refunded_cents=refunded,
             policy_version=policy.version if policy else None,
             return_window_days=policy.return_window_days if policy else None,
-            requested_at=request["received_at"], requested_by=request["actor"])
+            requested_at=request["received_at"], requested_by=request["actor"],
+            customer_id=order.customer_id, effect_id=effect,
+            idempotency_key=prior["key"] if prior is not None else idempotency_key(
+                request, step["id"], order_id, amount, order.currency),
+            seen_cents=seen, recent=recent)
         if proposal["amount_cents"] <= 0:
             fact = _refund_fact(step, now, order_id=order_id, status="refused", amount_cents=0,
                                currency=proposal["currency"], left_cents=left,
@@ -255,7 +316,9 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
             status: RefundStatus = "refused" if decision["decision"] == "refuse" else "rejected"
             fact = _refund_fact(step, now, status=status, reasons=decision["reasons"], **common)
             return report(SPEC, step, "refused", [fact], note=status)
-        key = idempotency_key(state["request"], step["id"], proposal["order_id"])
+        key = proposal.get("idempotency_key") or idempotency_key(
+            state["request"], step["id"], proposal["order_id"], proposal["amount_cents"],
+            proposal["currency"])
         ctx = call_context(state, toolbox, runtime)
         earlier, refund = await _pay(toolbox, ctx, step["id"], key, common, ask_first=False)
         if isinstance(refund, DependencyError):
@@ -304,8 +367,7 @@ async def _on_failure(deps: WorkerDeps, state: WorkerInput, error: BaseException
     order_id = step["order_id"]
     if order_id is None:
         return report(SPEC, step, "failed", [], note=f"refunds failed: {what}")
-    key = idempotency_key(state["request"], step["id"], order_id)
-    prior = await toolbox.effects.attempted(key)
+    prior = await _prior(toolbox, state["request"], step["id"], order_id)
     now = toolbox.clock.now()
     if prior is None:
         fact = _refund_fact(step, now, order_id=order_id, status="failed", retryable=True,
@@ -313,9 +375,18 @@ async def _on_failure(deps: WorkerDeps, state: WorkerInput, error: BaseException
                                     f"no money was moved"])
         return report(SPEC, step, "failed", [fact], degraded=["payments"],
                       note=f"failed after {what}")
+    key = prior["key"]
+    terms = {k: prior["request"].get(k) for k in _TERMS}
+    if prior["outcome"] == "executed":
+        # The payment went through before the step stopped: say so, never "pending".
+        refund_id = (prior.get("result") or {}).get("refund_id")
+        fact = _refund_fact(step, now, status="executed", idempotency_key=key,
+                           refund_id=refund_id, **terms,
+                           reasons=[f"executed: the payment was made (refund {refund_id}) "
+                                    f"before the step stopped ({what})"])
+        return report(SPEC, step, "done", [fact], note=f"executed before {what}")
     await toolbox.effects.finish(key, "pending")
-    fact = _refund_fact(step, now, status="pending", idempotency_key=key,
-                       **{k: prior.get(k) for k in _TERMS},
+    fact = _refund_fact(step, now, status="pending", idempotency_key=key, **terms,
                        reasons=[f"outcome_unknown: the step stopped ({what}) once a payment "
                                 f"was under way; it may have been made, and retrying with "
                                 f"the same key cannot pay twice"])

@@ -23,7 +23,7 @@ _NOT_A_REFUND = re.compile(
     r"|\bno refund|\brefund(?:ed)?\b[^.?!]{0,25}\bstatus\b|\bstatus\b[^.?!]{0,25}\brefund"
     r"|\b(?:has|have|had|was|were|is|are|did|got)\b[^.?!]{0,40}\b(?:refunded|reimbursed)\b"
     r"|\bwhen\b[^.?!]{0,30}\brefund|\bhow much\b[^.?!]{0,30}\brefund", re.IGNORECASE)
-_POLICY = re.compile(r"\bpolic(?:y|ies)\b|\breturn window\b|\bhow long\b.*\breturn"
+_POLICY = re.compile(r"\bpolic(?:y|ies)\b|\breturn window\b|\bhow long\b[^.?!]{0,80}\breturn"
                      r"|\breturns\b|\bwarrant", re.IGNORECASE)
 _TRACK = re.compile(r"\bwhere\b|\btrack|\bshipp|\bshipment|\bdeliver|\barriv|\bcarrier\b"
                     r"|\bpackage\b|\bparcel\b|\beta\b|\bwhen will\b|\bin transit\b",

@@ -20,6 +20,7 @@ from agents.base import (
     report,
     single_node_worker,
 )
+from graphs.actors import viewer_of
 from graphs.errors import DependencyError
 from graphs.state import InterlockContext, WorkerState
 from tools.clock import iso
@@ -52,7 +53,7 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         order_id = step["order_id"]
         assert order_id is not None
         ctx = call_context(state, toolbox, runtime)
-        shipment = await toolbox.store.shipment(order_id, actor=state["request"]["actor"],
+        shipment = await toolbox.store.shipment(order_id, actor=viewer_of(state["request"]),
                                                 ctx=ctx)
         now = toolbox.clock.now()
         if shipment is None:

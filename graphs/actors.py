@@ -8,9 +8,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from graphs.state import STAFF, Actor, InterlockContext
+from graphs.state import STAFF, Actor, InterlockContext, RequestInfo
 
-__all__ = ["as_actor", "is_staff", "may_act_for", "resolve_actor"]
+__all__ = ["as_actor", "is_staff", "may_act_for", "resolve_actor", "server_owner", "viewer_for",
+           "viewer_of"]
 
 
 def _field(value: Any, name: str) -> Any:
@@ -73,3 +74,42 @@ def may_act_for(invoker: Actor, requester: Actor) -> bool:
     the run was not made through the intake guard, and is refused.
     """
     return is_staff(invoker) or invoker == requester
+
+
+def viewer_for(actor: Actor, owner: Actor | None) -> Actor:
+    """Whose view a request of `actor` in a thread of `owner` takes.
+
+    A customer's thread is that customer's to read in full, so what staff look up there is
+    looked up as the customer sees it: nothing of another customer's lands in it.
+    """
+    if is_staff(actor) and owner is not None and not is_staff(owner):
+        return owner
+    return actor
+
+
+def viewer_of(request: RequestInfo) -> Actor:
+    """Whose view the request's reads take (see `viewer_for`)."""
+    return request.get("viewer") or request["actor"]
+
+
+def server_owner(config: RunnableConfig | None = None) -> Actor | None:
+    """The thread's owner as the LangGraph server records it (`owner` in the run's metadata).
+
+    The server's auth handler sets it when a run creates a thread and otherwise leaves the
+    thread's own, so a graph learns whose thread it runs in even before its first request
+    (a run from an earlier checkpoint, or the first run on a thread someone else created).
+    """
+    if config is None:
+        try:
+            config = get_config()
+        except RuntimeError:
+            return None
+    owner = (config.get("metadata") or {}).get("owner")
+    if not isinstance(owner, str):
+        return None
+    kind, _, rest = owner.partition(":")
+    if kind == "staff":
+        return Actor(kind="staff", customer_id=None)
+    if kind == "customer" and rest.isdigit():
+        return Actor(kind="customer", customer_id=int(rest))
+    return None

@@ -15,53 +15,44 @@ from typing import Any
 from langgraph_sdk import Auth
 
 from graphs.actors import is_staff
-from graphs.keys import ApiKey, find_key, load_keys
+from graphs.admission import input_problem
+from graphs.keys import KeyRing, identity_of, presented_key
 from graphs.settings import Settings
 
 __all__ = ["auth"]
 
 auth = Auth()
 
-_KEYS_PATH = Settings.from_env().api_keys_path  # settings are read once, at start
-_cached: tuple[float, list[ApiKey]] = (-2.0, [])  # (the file's mtime, its keys)
+_state: dict[str, Any] = {}
 
 
-def _read() -> list[ApiKey]:
-    global _cached
-    try:
-        mtime = _KEYS_PATH.stat().st_mtime
-    except FileNotFoundError:
-        mtime = -1.0
-    if _cached[0] != mtime:
-        _cached = (mtime, load_keys(_KEYS_PATH))
-    return _cached[1]
+def _settings() -> Settings:
+    """Settings, read once on first use (not at import)."""
+    if "settings" not in _state:
+        _state["settings"] = Settings.from_env()
+    settings: Settings = _state["settings"]
+    return settings
 
 
-async def _keys() -> list[ApiKey]:
-    """The current keys (re-read when the file changes, so new keys work without a restart)."""
-    return await asyncio.to_thread(_read)
-
-
-def _presented(headers: dict[bytes, bytes]) -> str | None:
-    if key := headers.get(b"x-api-key"):
-        return key.decode("latin-1").strip()
-    value = headers.get(b"authorization", b"").decode("latin-1").strip()
-    if value.lower().startswith("bearer "):
-        return value[7:].strip()
-    return None
+def _ring() -> KeyRing:
+    if "ring" not in _state:
+        _state["ring"] = KeyRing(_settings().api_keys_path)
+    ring: KeyRing = _state["ring"]
+    return ring
 
 
 @auth.authenticate
 async def authenticate(headers: dict[bytes, bytes]) -> dict[str, Any]:
     """Map the request's API key to an actor; refuse a request without a valid one."""
-    presented = _presented(headers)
+    presented = presented_key(headers)
     if not presented:
         raise Auth.exceptions.HTTPException(status_code=401, detail="an API key is required")
-    entry = find_key(await _keys(), presented)
+    ring = _ring()
+    entry = await asyncio.to_thread(ring.find, presented)
     if entry is None:
         raise Auth.exceptions.HTTPException(status_code=401, detail="invalid API key")
     staff = is_staff(entry.actor)
-    identity = f"staff:{entry.id}" if staff else f"customer:{entry.actor['customer_id']}"
+    identity = identity_of(entry)
     return {"identity": identity, "display_name": entry.label or identity,
             "permissions": ["staff"] if staff else ["customer"],
             "kind": entry.actor["kind"], "customer_id": entry.actor["customer_id"]}
@@ -83,19 +74,38 @@ async def create_thread(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.F
 
 @auth.on.threads.create_run
 async def create_run(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
-    """Runs on one's own threads only; a customer sends messages, never commands.
+    """Runs on one's own threads only; only the user speaks; a customer sends messages only.
 
-    A command can answer an approval (`resume`), write state (`update`) or start any node
-    (`goto`): all of that is for staff. A customer's run goes through the intake guard.
+    A thread a run creates (`if_not_exists="create"`, a kept stateless run) is owned by the
+    caller, whatever metadata the request carried. A command can answer an approval
+    (`resume`), write state (`update`) or start any node (`goto`), and static interrupts stop
+    the graph where it never waits: all of that is for staff.
     """
+    metadata = value.get("metadata")
+    if isinstance(metadata, dict):
+        # In place: a thread this run creates keeps it; on an existing thread the run's
+        # metadata names no owner, so the graph sees the thread's own (`server_owner`).
+        if value.get("thread_id") is None or value.get("if_not_exists") == "create":
+            metadata["owner"] = ctx.user.identity
+        else:
+            metadata.pop("owner", None)
+    kwargs = value.get("kwargs") or {}
+    if problem := input_problem(kwargs.get("input"), _settings()):
+        raise Auth.exceptions.HTTPException(status_code=422, detail=problem)
+    config_metadata = (kwargs.get("config") or {}).get("metadata")
+    if isinstance(config_metadata, dict):
+        config_metadata.pop("owner", None)
     if _is_staff(ctx):
         return None
-    command = (value.get("kwargs") or {}).get("command")
+    command = kwargs.get("command")
     if command:
         detail = ("only support staff may answer a refund approval"
                   if isinstance(command, dict) and command.get("resume") is not None
                   else "customers may send messages only, not commands")
         raise Auth.exceptions.HTTPException(status_code=403, detail=detail)
+    if kwargs.get("interrupt_before") or kwargs.get("interrupt_after"):
+        raise Auth.exceptions.HTTPException(
+            status_code=403, detail="customers may not set static interrupts on a run")
     return {"owner": ctx.user.identity}
 
 

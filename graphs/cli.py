@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     decision.add_argument("--approve", action="store_true", help="approve the pending refund")
     decision.add_argument("--reject", action="store_true", help="reject the pending refund")
     resume.add_argument("--note", default="", help="a note recorded with the decision")
+    resume.add_argument("--digest", help="the digest of the approval you answer (as shown "
+                                         "while it waits); required when several wait")
     resume.add_argument("--json", action="store_true", help="print one JSON object")
 
     history = commands.add_parser("history", help="every step of a thread")
@@ -154,7 +156,9 @@ def _print_result(result: RunResult, as_json: bool) -> None:
     if result.degraded:
         print(f"degraded: {', '.join(result.degraded)}")
     if result.pending_approval:
-        print(f"approve with: interlock resume {result.thread_id} --approve   "
+        digest = result.pending_approval.get("digest")
+        bound = f" --digest {digest}" if digest else ""
+        print(f"approve with: interlock resume {result.thread_id} --approve{bound}   "
               f"(or --reject)")
 
 
@@ -314,7 +318,11 @@ async def _command(app: Interlock, args: argparse.Namespace) -> int:
         result = await app.run(message, thread_id=args.thread, actor=actor)
     elif args.command == "resume":
         approve = True if args.approve else (False if args.reject else None)
-        result = await app.resume(args.thread, approve=approve, note=args.note)
+        if args.digest and approve is None:
+            raise InputError("--digest names the approval you answer: give --approve or "
+                             "--reject with it.", field="digest")
+        result = await app.resume(args.thread, approve=approve, note=args.note,
+                                  digest=args.digest)
     elif args.command in ("replay", "fork"):
         return await _replay_or_fork(app, args)
     elif args.command == "trace":

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
+from graphs.actors import viewer_of
 from graphs.freshness import scope_of, staleness
 from graphs.settings import Settings
 from graphs.state import (
@@ -59,7 +60,7 @@ def _fresh_facts(step: PlanStep, state: InterlockState, produces: Produces,
     request = state["request"]
     facts = state.get("facts", {})
     ids = make(step)
-    scope = scope_of(request["actor"])
+    scope = scope_of(viewer_of(request))
     request_at = parse_iso(request["received_at"])
     for fid in ids:
         fact = facts.get(fid)

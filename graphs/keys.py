@@ -16,7 +16,7 @@ from graphs.actors import as_actor
 from graphs.errors import ConfigError
 from graphs.state import Actor
 
-__all__ = ["ApiKey", "add_key", "find_key", "load_keys"]
+__all__ = ["ApiKey", "KeyRing", "add_key", "find_key", "identity_of", "load_keys", "presented_key"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,3 +81,42 @@ def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
         if hmac.compare_digest(entry.sha256, digest):
             found = entry
     return found
+
+
+def identity_of(entry: ApiKey) -> str:
+    """The identity a key stands for on the server: `staff:<key id>` or `customer:<id>`."""
+    if entry.actor["kind"] == "staff":
+        return f"staff:{entry.id}"
+    return f"customer:{entry.actor['customer_id']}"
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    """The key a request presents: `x-api-key`, or `Authorization: Bearer <key>`."""
+    if key := headers.get(b"x-api-key"):
+        return key.decode("latin-1").strip() or None
+    value = headers.get(b"authorization", b"").decode("latin-1").strip()
+    if value.lower().startswith("bearer "):
+        return value[7:].strip() or None
+    return None
+
+
+class KeyRing:
+    """The keys in a file, read again when the file changes (new keys work without a restart)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cached: tuple[float, list[ApiKey]] = (-2.0, [])  # (the file's mtime, its keys)
+
+    def keys(self) -> list[ApiKey]:
+        """The current keys (one `stat` per call; the file is read only when it changed)."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = -1.0
+        if self._cached[0] != mtime:
+            self._cached = (mtime, load_keys(self.path))
+        return self._cached[1]
+
+    def find(self, presented: str) -> ApiKey | None:
+        """The key matching `presented`, if any."""
+        return find_key(self.keys(), presented)

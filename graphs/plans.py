@@ -22,7 +22,7 @@ __all__ = [
 # Money: "$25", "$ 1,200.50", "25 dollars", "25.00 USD". The captured text is validated after.
 _MONEY = re.compile(
     r"(?:(?:\$|\busd\s)\s*(?P<pre>-?[\w.,]+)"
-    r"|(?P<post>-?\d[\d.,]*)\s*(?:usd\b|dollars?\b|bucks\b))",
+    r"|(?<![\w.,-])(?P<post>-?\d[\d.,]*)\s*(?:usd\b|dollars?\b|bucks\b))",
     re.IGNORECASE,
 )
 _VALID_MONEY = re.compile(r"^(?:\d{1,3}(?:,\d{3})+|\d{1,7})(?:\.\d{1,2})?$")
@@ -70,15 +70,17 @@ def mentions(text: str) -> Mentions:
 
 def _parse_amount(raw: str, shown: str) -> int:
     cleaned = raw.rstrip(".,")
+    # What is echoed back is cut short: a request is never repeated to its sender at length.
+    echo = shown if len(shown) <= 24 else f"{shown[:20]}…"
     if not _VALID_MONEY.match(cleaned):
-        raise InputError(f"I could not read the amount {shown!r}; write it like $25 or $25.50.",
+        raise InputError(f"I could not read the amount {echo!r}; write it like $25 or $25.50.",
                          field="amount")
     try:
         cents = int(Decimal(cleaned.replace(",", "")) * 100)
     except InvalidOperation:
-        raise InputError(f"I could not read the amount {shown!r}.", field="amount") from None
+        raise InputError(f"I could not read the amount {echo!r}.", field="amount") from None
     if cents <= 0:
-        raise InputError(f"The amount {shown!r} must be more than zero.", field="amount")
+        raise InputError(f"The amount {echo!r} must be more than zero.", field="amount")
     return cents
 
 

@@ -15,12 +15,12 @@ from typing import Any
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command, Interrupt, StateSnapshot
 
 from agents.base import WorkerSpec
 from checkpoints import lineage
 from checkpoints.saver import open_checkpointer
-from graphs.actors import may_act_for
+from graphs.actors import is_staff, may_act_for
 from graphs.errors import InputError, NotFoundError
 from graphs.executor import pending_effects
 from graphs.settings import Settings
@@ -162,11 +162,13 @@ class Interlock:
         return await self._invoke(thread_id, payload, actor)
 
     async def resume(self, thread_id: str, *, approve: bool | None = None, note: str = "",
-                     actor: Actor = STAFF) -> RunResult:
+                     actor: Actor = STAFF, digest: str | None = None) -> RunResult:
         """Answer a pending approval (`approve`), or continue (`approve=None`).
 
-        Continuing means: a run that stopped before it finished goes on from its last
-        checkpoint; a finished request that left a refund pending gets it settled.
+        An answer names what it approves: `digest` (from the pending approval's `digest`), or,
+        when there is one pending approval and no digest is given, that one. Continuing means:
+        a run that stopped before it finished goes on from its last checkpoint; a finished
+        request that left a refund pending gets it settled.
         """
         snap = await self.state(thread_id)
         owner = snap.values.get("owner") if snap.values else None
@@ -176,10 +178,17 @@ class Interlock:
             if not snap.interrupts:
                 raise InputError(f"Thread {thread_id!r} has nothing awaiting approval.",
                                  field="thread")
-            answer = {"approved": approve, "note": note}
-            resume: Any = (answer if len(snap.interrupts) == 1
-                           else {i.id: answer for i in snap.interrupts})
-            command: Any = Command(resume=resume)
+            if not is_staff(actor):
+                raise InputError("Only support staff may answer a refund approval.",
+                                 field="actor")
+            answered = _answered(thread_id, list(snap.interrupts), digest)
+            answers = {i.id: {"approved": approve, "note": note[:500], "digest": (
+                i.value.get("digest", "") if isinstance(i.value, dict) else "")}
+                for i in answered}
+            # The digest binds the answer; by id only where several wait (a fork or copy of a
+            # thread runs its waiting step again, under new interrupt ids).
+            command: Any = Command(resume=(next(iter(answers.values()))
+                                           if len(snap.interrupts) == 1 else answers))
         elif snap.interrupts:
             raise InputError(f"Thread {thread_id!r} waits for a refund approval; "
                              f"use --approve or --reject.", field="thread")
@@ -224,6 +233,23 @@ class Interlock:
     async def explain(self, thread_id: str, fact_id: str) -> dict[str, Any]:
         """Where a fact came from and what used it (see `checkpoints.lineage.explain`)."""
         return await lineage.explain(self.graph, thread_id, fact_id)
+
+
+def _answered(thread_id: str, pending: list[Interrupt], digest: str | None
+              ) -> list[Interrupt]:
+    """The pending approvals an answer is for: the one `digest` names, or the only one."""
+    if digest is None:
+        if len(pending) > 1:
+            raise InputError(f"Thread {thread_id!r} has {len(pending)} approvals waiting; name "
+                             f"the one you answer with its digest.", field="digest")
+        return pending
+    chosen = [i for i in pending if isinstance(i.value, dict) and i.value.get("digest") == digest]
+    if not chosen:
+        shown = ", ".join(str(i.value.get("digest")) for i in pending if isinstance(i.value, dict))
+        raise InputError(f"The approval {digest[:19]}… is no longer pending on thread "
+                         f"{thread_id!r} (pending: {shown or 'none'}); nothing was approved.",
+                         field="digest")
+    return chosen
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ from graphs.errors import ConfigError
 
 __all__ = [
     "DEPENDENCIES",
+    "ActorLimits",
     "DependencyPolicy",
     "FaultSpec",
     "Settings",
@@ -75,8 +76,34 @@ class DependencyPolicy:
     """Seconds over which the retry budget is counted."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActorLimits:
+    """Work one actor may ask of the server (`INTERLOCK_LIMITS_<CUSTOMER|STAFF>`).
+
+    Enforced at the server's edge: a request over a limit is answered 429 with `Retry-After`
+    (the client's to retry), before it costs the graph anything.
+    """
+
+    runs_per_minute: float = 20.0
+    """Runs an actor may start per minute (a token bucket refilled at this rate)."""
+    runs_burst: int = 5
+    """Runs an actor may start at once before the rate applies (the bucket's size)."""
+    runs_in_flight: int = 2
+    """Runs of one actor executing at the same time."""
+    requests_per_minute: float = 300.0
+    """Requests of any kind per minute (reads, searches, thread creation)."""
+    requests_burst: int = 60
+    """Requests at once before that rate applies."""
+
+
 _N = TypeVar("_N", int, float)
-_D = TypeVar("_D", FaultSpec, DependencyPolicy)
+_D = TypeVar("_D", FaultSpec, DependencyPolicy, ActorLimits)
+
+_DEFAULT_LIMITS: dict[str, ActorLimits] = {
+    "customer": ActorLimits(),
+    "staff": ActorLimits(runs_per_minute=600.0, runs_burst=60, runs_in_flight=32,
+                         requests_per_minute=6000.0, requests_burst=600),
+}
 
 _DEFAULT_POLICIES: dict[str, DependencyPolicy] = {
     "carrier": DependencyPolicy(timeout=2.0, attempts=3, max_concurrency=8),
@@ -106,6 +133,16 @@ class Settings:
     """INTERLOCK_PAYMENTS_URL: payments API; unset = in-process simulator."""
     auto_approve_cents: int = 5000
     """INTERLOCK_AUTO_APPROVE_CENTS: refunds above this wait for a human."""
+    auto_approve_order_cents: int = 5000
+    """INTERLOCK_AUTO_APPROVE_ORDER_CENTS: most refunded or proposed on one order within the
+    approval window without a human; above it, a human decides."""
+    auto_approve_customer_cents: int = 10000
+    """INTERLOCK_AUTO_APPROVE_CUSTOMER_CENTS: the same, summed over one customer's orders."""
+    approval_window_s: float = 86400.0
+    """INTERLOCK_APPROVAL_WINDOW_S: the window those sums are counted over (a rolling day)."""
+    duplicate_window_s: float = 86400.0
+    """INTERLOCK_DUPLICATE_WINDOW_S: a refund of the same amount on the same order within this
+    many seconds of another is a likely duplicate and asks a human (0: off)."""
     deadline_s: float = 30.0
     """INTERLOCK_DEADLINE_S: end-to-end deadline of one request."""
     max_steps: int = 8
@@ -114,6 +151,14 @@ class Settings:
     """INTERLOCK_MAX_SIDE_EFFECTS: most side-effecting steps (refunds) in one request."""
     max_hops: int = 8
     """INTERLOCK_MAX_HOPS: most supervisor hops in one request; a runaway plan ends here."""
+    max_input_messages: int = 4
+    """INTERLOCK_MAX_INPUT_MESSAGES: most messages one request may carry."""
+    max_input_bytes: int = 16384
+    """INTERLOCK_MAX_INPUT_BYTES: most UTF-8 bytes of text all of a request's messages carry."""
+    max_body_bytes: int = 65536
+    """INTERLOCK_MAX_BODY_BYTES: largest HTTP request body the server reads (413 above)."""
+    limits: Mapping[str, ActorLimits] = field(default_factory=lambda: dict(_DEFAULT_LIMITS))
+    """INTERLOCK_LIMITS_<CUSTOMER|STAFF>: per-actor rate and concurrency limits."""
     resilience_store: str = "memory"
     """INTERLOCK_RESILIENCE_STORE: `memory`, or a redis:// URL shared by several processes."""
     sqlite_synchronous: str = "NORMAL"
@@ -168,6 +213,10 @@ class Settings:
         """The faults configured for one dependency's simulator."""
         return self.faults.get(dependency, FaultSpec())
 
+    def limits_for(self, kind: str) -> ActorLimits:
+        """The limits of one kind of actor (`customer` or `staff`)."""
+        return self.limits.get(kind, self.limits["customer"])
+
     def with_faults(self, dependency: str, spec: FaultSpec) -> Settings:
         """A copy with one dependency's simulated faults replaced."""
         return replace(self, faults={**self.faults, dependency: spec})
@@ -202,6 +251,11 @@ class Settings:
             var = f"INTERLOCK_FAULTS_{dep.upper()}"
             if raw := text(var):
                 faults[dep] = _parse_spec(FaultSpec(), raw, var)
+        limits = dict(defaults.limits)
+        for kind in ("customer", "staff"):
+            var = f"INTERLOCK_LIMITS_{kind.upper()}"
+            if raw := text(var):
+                limits[kind] = _parse_spec(limits[kind], raw, var)
         return cls(
             home=Path(text("INTERLOCK_HOME") or defaults.home),
             model=model,
@@ -211,6 +265,22 @@ class Settings:
             payments_url=_url(text("INTERLOCK_PAYMENTS_URL"), "INTERLOCK_PAYMENTS_URL"),
             auto_approve_cents=_number(env, "INTERLOCK_AUTO_APPROVE_CENTS",
                                        defaults.auto_approve_cents, int, minimum=0),
+            auto_approve_order_cents=_number(env, "INTERLOCK_AUTO_APPROVE_ORDER_CENTS",
+                                             defaults.auto_approve_order_cents, int, minimum=0),
+            auto_approve_customer_cents=_number(env, "INTERLOCK_AUTO_APPROVE_CUSTOMER_CENTS",
+                                                defaults.auto_approve_customer_cents, int,
+                                                minimum=0),
+            approval_window_s=_number(env, "INTERLOCK_APPROVAL_WINDOW_S",
+                                      defaults.approval_window_s, float, minimum=0.0),
+            duplicate_window_s=_number(env, "INTERLOCK_DUPLICATE_WINDOW_S",
+                                       defaults.duplicate_window_s, float, minimum=0.0),
+            max_input_messages=_number(env, "INTERLOCK_MAX_INPUT_MESSAGES",
+                                       defaults.max_input_messages, int, minimum=1),
+            max_input_bytes=_number(env, "INTERLOCK_MAX_INPUT_BYTES", defaults.max_input_bytes,
+                                    int, minimum=1),
+            max_body_bytes=_number(env, "INTERLOCK_MAX_BODY_BYTES", defaults.max_body_bytes,
+                                   int, minimum=1024),
+            limits=limits,
             deadline_s=_number(env, "INTERLOCK_DEADLINE_S", defaults.deadline_s, float,
                                minimum=0.1),
             max_steps=_number(env, "INTERLOCK_MAX_STEPS", defaults.max_steps, int, minimum=1),
@@ -291,7 +361,9 @@ def _number(
 # Policy fields that must be positive: zero would make every call fail or never reset.
 _POSITIVE: dict[str, float] = {"timeout": 0.001, "attempts": 1, "fail_max": 1,
                                "success_threshold": 1, "max_concurrency": 1,
-                               "retry_window": 0.001}
+                               "retry_window": 0.001, "runs_per_minute": 0.001, "runs_burst": 1,
+                               "runs_in_flight": 1, "requests_per_minute": 0.001,
+                               "requests_burst": 1}
 
 
 def _parse_spec(base: _D, raw: str, variable: str) -> _D:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NotRequired
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage, convert_to_messages
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
@@ -33,6 +33,7 @@ __all__ = [
     "RefundProposal",
     "RequestInfo",
     "STAFF",
+    "STUB_MARK",
     "Status",
     "StepResult",
     "StepStatus",
@@ -95,6 +96,13 @@ class RequestInfo(TypedDict):
     """End-to-end deadline of this request; every worker and tool call gets what is left."""
     actor: Actor
     """Who asked, taken from the run's context or the server's auth, never from the message."""
+    viewer: NotRequired[Actor]
+    """Whose view the request's reads take: the actor's, except that staff asking in a
+    customer's thread see what that customer may see (nothing of another customer's enters
+    a thread its owner can read)."""
+    origin: NotRequired[str]
+    """The thread this conversation began in (copies and forks keep it): with the turn and the
+    plan step it names a side effect for good, whoever re-runs, replays or copies it."""
 
 
 class PlanStep(TypedDict):
@@ -200,7 +208,11 @@ class ErrorInfo(TypedDict):
 
 
 class ApprovalRequest(TypedDict):
-    """What a human is asked to approve (the `interrupt()` value of the approval guard)."""
+    """What a human is asked to approve (the `interrupt()` value of the approval guard).
+
+    An answer must name `digest`: it approves exactly this proposal, never one that took its
+    place while the reviewer was reading.
+    """
 
     kind: Literal["refund_approval"]
     """Always `refund_approval` for now."""
@@ -215,11 +227,21 @@ class ApprovalRequest(TypedDict):
     limit_cents: int
     """The auto-approval limit."""
     reason: str
-    """Why a human is asked (`above_limit: ...` or `amount_not_stated: ...`)."""
+    """Why a human is asked (`above_limit: ...`, `amount_not_stated: ...`, ...), the first of
+    `reasons`."""
+    reasons: NotRequired[list[str]]
+    """Every reason a human is asked (limits, cumulative limits, a likely duplicate)."""
     policy_version: str
     """The refund policy version the refund was checked against."""
     requested_by: Actor
     """Who asked for the refund."""
+    requested_at: NotRequired[str]
+    """When it was asked for."""
+    digest: NotRequired[str]
+    """`sha256:<hex>` of what is shown (the payment's key and terms, who asked, the policy
+    version): an answer carries it back, so it binds to this proposal alone."""
+    refused_answer: NotRequired[str]
+    """Why the last answer sent was not taken (the proposal still waits)."""
 
 
 class RefundProposal(TypedDict):
@@ -249,6 +271,18 @@ class RefundProposal(TypedDict):
     """When the refund was requested (the policy and window are judged at this moment)."""
     requested_by: Actor
     """Who asked."""
+    customer_id: NotRequired[int]
+    """Whose order it is (cumulative limits are counted per customer)."""
+    idempotency_key: NotRequired[str]
+    """The payment's key: the effect's identity (origin thread, turn, step) and its terms."""
+    effect_id: NotRequired[str]
+    """The effect's identity without its terms (one per plan step, across re-runs)."""
+    seen_cents: NotRequired[int]
+    """Everything the payments service reported refunded on the order when this was proposed
+    (a change while a human decides stops the payment)."""
+    recent: NotRequired[list[dict[str, Any]]]
+    """The order's refunds in the approval window, as the service reported them (refund id,
+    amount, when)."""
 
 
 class ApprovalDecision(TypedDict):
@@ -319,11 +353,33 @@ def _fold_merge(state: dict[str, Any], writes: Sequence[dict[str, Any] | None]
     return merged
 
 
+STUB_MARK = "interlock_stub"
+"""`additional_kwargs` marker of the intake guard's stand-ins for messages it does not keep: the
+only writes that may take the place of a message already in the conversation."""
+
+
 def _fold_messages(state: list[Any], writes: Sequence[Any]) -> list[Any]:
-    folded: Any = state
+    """The conversation: messages are appended; what is said stays said.
+
+    A message whose id is already in the conversation does not replace it (a client resending
+    its POST, or rewriting an earlier answer, changes nothing), except for the intake guard's
+    stubs; `RemoveMessage` is ignored. `add_messages` would do both.
+    """
+    folded: list[Any] = list(convert_to_messages(state)) if state else []
+    known = {m.id for m in folded if isinstance(m, BaseMessage) and m.id}
     for write in writes:
-        folded = add_messages(folded, write)
-    return list(folded)
+        items = write if isinstance(write, list) else [write]
+        kept: list[Any] = []
+        for message in convert_to_messages(items):
+            if isinstance(message, RemoveMessage):
+                continue
+            if message.id in known and not message.additional_kwargs.get(STUB_MARK):
+                continue
+            kept.append(message)
+        if kept:
+            folded = list(add_messages(folded, kept))
+            known.update(m.id for m in kept if m.id)
+    return folded
 
 
 # Channels that grow for the life of a thread keep only their new writes in each checkpoint
@@ -368,6 +424,11 @@ class InterlockState(TypedDict):
     """The conversation; the last AI message is the answer."""
     owner: NotRequired[Actor]
     """Who started the thread; a customer may only continue a thread they own."""
+    origin: NotRequired[str]
+    """The thread the conversation began in (a copy or fork keeps its original's)."""
+    transcript_len: NotRequired[int]
+    """How many messages the conversation had when the graph last finished with it: later
+    ones are a new request's input, checked by the intake guard."""
     request: NotRequired[RequestInfo]
     """The current request, as the intake guard accepted it."""
     plan: NotRequired[Plan | None]

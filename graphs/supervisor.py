@@ -92,9 +92,10 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
 
     builder = StateGraph(InterlockState, context_schema=InterlockContext,
                          input_schema=InputState)
-    builder.add_node("intake_guard", traced_guard("intake", make_intake_guard(settings, clock)),
-                     metadata={"kind": "guard", "guard": "intake"},
-                     destinations=("planner", "responder", END))
+    effects = tuple(w.name for w in workers if w.side_effects)
+    builder.add_node("intake_guard", traced_guard("intake", make_intake_guard(
+        settings, clock, effects)), metadata={"kind": "guard", "guard": "intake"},
+        destinations=("planner", "responder", END, *effects))
     builder.add_node("planner", make_planner(toolbox, workers), metadata={"kind": "planner"},
                      destinations=("plan_guard",))
     builder.add_node("plan_guard", traced_guard("plan", make_plan_guard(

@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.types import Overwrite
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from graphs.actors import viewer_of
 from graphs.freshness import scope_of
 from graphs.state import Fact, InterlockState, StepResult, Verdict
 from tools.clock import Clock, iso
@@ -59,7 +60,7 @@ def make_fact_guard(clock: Clock, owns: Mapping[str, Mapping[str, type[BaseModel
         plan = state.get("plan")
         steps = {s["id"]: s for s in (plan["steps"] if plan else [])}
         turn = state["request"]["turn"]
-        scope = scope_of(state["request"]["actor"])
+        scope = scope_of(viewer_of(state["request"]))
         facts: dict[str, Fact] = {}
         results: dict[str, StepResult] = {}
         verdicts: list[Verdict] = []

@@ -22,7 +22,9 @@ from tools.clock import Clock, iso
 __all__ = ["check_answer", "check_statement", "make_output_guard", "redact"]
 
 GUARD = "output"
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*")
+# Every pattern starts only at a token's edge (a lookbehind), so a long token costs one pass,
+# not one pass per character: redaction stays linear in the answer's length.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*")
 # 13-19 digits with any separators (not inside a longer token such as a tracking number).
 _CARD = re.compile(r"(?<![\w-])(?:\d[ ./-]?){12,18}\d(?![\w-])")
 _SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")
@@ -183,6 +185,7 @@ def make_output_guard(clock: Clock) -> Any:
                           reasons=reasons or ["grounded: every statement is backed by a fact"],
                           fact_ids=fact_ids, step_id=None, turn=turn, at=iso(clock.now()))
         return {"messages": [AIMessage(content=text, name="interlock")],
+                "transcript_len": len(state.get("messages", [])) + 1,
                 "draft_answer": None, "verdicts": [verdict]}
 
     return output_guard

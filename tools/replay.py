@@ -17,7 +17,7 @@ from graphs.settings import Settings
 from graphs.state import Actor
 from tools.carrier import CarrierClient, Tracking
 from tools.clock import Clock
-from tools.effects import EffectJournal
+from tools.effects import EffectJournal, Exposure, Proposal
 from tools.governor import CallContext, Governor
 from tools.http import LoopClients
 from tools.model import ModelClient
@@ -31,7 +31,7 @@ __all__ = ["replay_toolbox"]
 
 M = TypeVar("M", bound=BaseModel)
 _TYPES: dict[str, Any] = {c.__name__: c for c in (Order, Item, Shipment, Policy, Tracking,
-                                                  Refund)}
+                                                  Refund, Exposure)}
 
 
 class _Served:
@@ -89,6 +89,23 @@ class _ReplayJournal(EffectJournal):
         result: dict[str, Any] | None = await self._served.serve(ctx, "effects", "attempted",
                                                                  {"key": key})
         return result
+
+    async def effect(self, effect_id: str, ctx: CallContext | None = None
+                     ) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self._served.serve(
+            ctx, "effects", "effect", {"effect_id": effect_id})
+        return result
+
+    async def entry(self, key: str, ctx: CallContext | None = None) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self._served.serve(ctx, "effects", "entry",
+                                                                 {"key": key})
+        return result
+
+    async def propose(self, proposal: Proposal, *, window_s: float, duplicate_window_s: float,
+                      decide: Any, ctx: CallContext | None = None) -> tuple[Exposure, str]:
+        exposure, decision = await self._served.serve(ctx, "effects", "propose",
+                                                      {"key": proposal.key})
+        return exposure, str(decision)
 
     async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
                      ) -> None:

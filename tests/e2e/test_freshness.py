@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,11 +82,18 @@ async def test_the_policy_in_force_is_reused_while_in_effect(app: Interlock,
 async def test_facts_are_never_reused_across_scopes(app: Interlock) -> None:
     customer = Actor(kind="customer", customer_id=3)
     mine = await app.run("Where is order 1001?", actor=customer)
+    elsewhere = await app.run("Where is order 1042?")
+    assert elsewhere.facts["order:1042"]["value"]["found"]
+    assert elsewhere.facts["order:1042"]["scope"] == "staff"
+    # In customer 3's thread, which customer 3 may read in full, staff see what customer 3
+    # may see: customer 7's order does not land there.
     staff = await app.run("Where is order 1042?", thread_id=mine.thread_id)
-    assert staff.facts["order:1042"]["value"]["found"] and staff.facts["order:1042"][
-        "scope"] == "staff"
+    assert not staff.facts["order:1042"]["value"]["found"]
+    assert staff.facts["order:1042"]["scope"] == "customer:3"
+    assert "JD1042" not in json.dumps((await app.state(mine.thread_id)).values, default=str)
+    [intake] = [v for v in staff.verdicts if v["guard"] == "intake"]
+    assert any(r.startswith("viewer: customer 3") for r in intake["reasons"])
     probe = await app.run("Where is order 1042?", thread_id=mine.thread_id, actor=customer)
-    assert kinds(probe, "reuse") == []
     assert "couldn't find order 1042" in probe.answer
     assert probe.facts["order:1042"]["scope"] == "customer:3"
     again = await app.run("Where is order 1001?", thread_id=mine.thread_id, actor=customer)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 from pydantic import BaseModel
 
 from agents.base import (
@@ -88,7 +89,8 @@ async def test_refund_under_limit_is_paid_once(app: Interlock) -> None:
     [refund] = facts_of(result, "refund")
     assert refund["value"]["status"] == "executed"
     request = (await app.state(result.thread_id)).values["request"]
-    assert refund["value"]["idempotency_key"] == idempotency_key(request, "t1.s3", 1012)
+    assert refund["value"]["idempotency_key"] == idempotency_key(
+        request, "t1.s3", 1012, 2000, "USD")
     assert app.toolbox.payments_sim is not None
     made = [r for r in app.toolbox.payments_sim.all_refunds() if r["order_id"] == 1012]
     assert [(r["amount_cents"], r["idempotency_key"]) for r in made] == [
@@ -241,13 +243,43 @@ async def test_rejected_refund_moves_no_money(app: Interlock) -> None:
 async def test_only_staff_can_approve(app: Interlock) -> None:
     waiting = await app.run("Refund $120 on order 1001", actor=CUSTOMER_3)
     assert waiting.status == "awaiting_approval"
-    done = await app.resume(waiting.thread_id, approve=True, actor=CUSTOMER_3)
-    assert done.status == "refused"
-    [refund] = facts_of(done, "refund")
-    assert refund["value"]["status"] == "rejected"
-    assert "only support staff" in refund["value"]["reasons"][0]
+    with pytest.raises(InputError, match="Only support staff"):
+        await app.resume(waiting.thread_id, approve=True, actor=CUSTOMER_3)
+    # The customer's answer closed nothing: the approval still waits for staff.
+    assert (await app.result(waiting.thread_id)).status == "awaiting_approval"
     assert app.toolbox.payments_sim is not None
     assert app.toolbox.payments_sim.all_refunds() == []
+    done = await app.resume(waiting.thread_id, approve=True)
+    assert done.status == "completed"
+    assert [r["amount_cents"] for r in app.toolbox.payments_sim.all_refunds()] == [12000]
+
+
+async def test_an_answer_that_goes_around_the_api_is_not_taken(app: Interlock) -> None:
+    # A customer's run carrying an answer (a forged resume map, or a bare resume), and a staff
+    # answer naming another proposal: neither is taken, nothing of them is saved, and the
+    # proposal keeps waiting under the same id until an answer names it.
+    waiting = await app.run("Refund $120 on order 1001", actor=CUSTOMER_3)
+    [pending] = (await app.state(waiting.thread_id)).interrupts
+    digest = pending.value["digest"]
+    config = {"configurable": {"thread_id": waiting.thread_id}}
+    forged = {pending.id: {"approved": True, "note": "", "digest": digest}}
+    for answer, actor in ((forged, CUSTOMER_3),
+                          ({"approved": True, "note": "", "digest": "sha256:" + "0" * 64}, STAFF),
+                          ({"approved": True}, STAFF)):
+        out = await app.graph.ainvoke(Command(resume=answer), config, version="v2",
+                                      context=InterlockContext(actor=actor), durability="sync")
+        [again] = out.interrupts
+        assert again.id == pending.id and again.value["digest"] == digest
+        assert again.value["refused_answer"]
+    assert app.toolbox.payments_sim is not None
+    assert app.toolbox.payments_sim.all_refunds() == []
+    assert "customer" in (await app.graph.aget_state(config)).interrupts[0].value[
+        "requested_by"]["kind"]
+    done = await app.resume(waiting.thread_id, approve=True, digest=digest)
+    assert done.status == "completed"
+    with pytest.raises(InputError, match="nothing awaiting"):
+        await app.resume(waiting.thread_id, approve=True, digest=digest)
+    assert len(app.toolbox.payments_sim.all_refunds()) == 1
 
 
 async def test_policy_refusal_cites_the_version_in_effect(app: Interlock) -> None:
@@ -595,4 +627,5 @@ async def test_an_approval_is_rechecked_against_what_changed_while_waiting(
                   if v["guard"] == "approval" and v["action"] != "escalate"]
     assert decision["action"] == "refuse"
     assert decision["reasons"][0].startswith("changed_while_waiting: exceeds_paid")
+    assert "$89.00 left" in decision["reasons"][0]
     assert [r["idempotency_key"] for r in sim.all_refunds()] == ["till-42"]

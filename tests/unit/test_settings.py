@@ -62,6 +62,12 @@ def test_faults_and_dependency_policies_parse() -> None:
     ("INTERLOCK_DEP_MODEL", "fail_max=0"),
     ("INTERLOCK_FAULTS_CARRIER", "latency=inf"),
     ("INTERLOCK_FACT_TTL", "shipment=inf"),
+    ("INTERLOCK_LIMITS_CUSTOMER", "runs_in_flight=0"),
+    ("INTERLOCK_LIMITS_STAFF", "bursts=3"),
+    ("INTERLOCK_MAX_BODY_BYTES", "100"),
+    ("INTERLOCK_MAX_INPUT_MESSAGES", "0"),
+    ("INTERLOCK_APPROVAL_WINDOW_S", "-1"),
+    ("INTERLOCK_AUTO_APPROVE_ORDER_CENTS", "lots"),
 ])
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
