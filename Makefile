@@ -20,16 +20,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/interlock demo
 
-test: $(STAMP) lint typecheck unit
+# Everything: lint (ruff and the layers contract), mypy --strict, every test.
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The fast lane: every test not marked e2e (tests/e2e is: whole graph, CLI, servers).
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not e2e"
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -18,9 +18,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from graphs.actors import may_act_for, resolve_actor, viewer_of
-from graphs.freshness import scope_of
-from graphs.state import (
+from graphs.core.actors import may_act_for, resolve_actor, viewer_of
+from graphs.core.answers import AnswerContext, Claim, Ground
+from graphs.core.clock import iso, parse_iso
+from graphs.core.freshness import scope_of
+from graphs.core.state import (
     Event,
     Fact,
     InterlockContext,
@@ -31,10 +33,12 @@ from graphs.state import (
     WorkerReport,
     WorkerState,
 )
-from tools.clock import iso, parse_iso
 from tools.governor import CallContext
 from tools.spans import thread_of, thread_tag
 from tools.toolbox import Toolbox
+
+if TYPE_CHECKING:
+    from agents.rules import RuleContext
 
 # `as_node` passes durability="exit" to subgraphs without a checkpointer (see there); LangGraph
 # warns that it has no effect, which is the point.
@@ -99,6 +103,22 @@ class WorkerSpec:
     """For workers with side effects: the report (see `report`) of a step that raised or ran
     out of time, from what the world shows (an effect it may have made is reported pending,
     so reconciliation settles it). None: the step is reported failed with no facts."""
+    capability: str = ""
+    """What it lets the desk do, for customers ("track an order's shipment"): the answer to a
+    request the desk cannot do lists these."""
+    args: type[BaseModel] | None = None
+    """The arguments its steps take besides `order_id` and `amount_cents` (`PlanStep.args`):
+    the plan guard validates a step's against it, the LLM planner is shown its JSON schema."""
+    mentioned_args: tuple[str, ...] = ()
+    """Arguments whose values must appear in the request's text, as order numbers must."""
+    rule: Callable[[RuleContext], None] | None = None
+    """How the rules planner plans its steps for a request (`agents.rules.RuleContext`)."""
+    describe: Callable[[Fact, AnswerContext], str | None] | None = None
+    """How one of its facts reads in the answer (None from it: not stated)."""
+    grounds: tuple[Ground, ...] = ()
+    """What an answer may state that its facts must back (the output guard checks each)."""
+    claims: tuple[Claim, ...] = ()
+    """Claims only its executed effects may make (the output guard checks each)."""
 
 
 def make_fact(spec: WorkerSpec, step: PlanStep, *, kind: str, subject: str,

@@ -6,15 +6,19 @@ unsafe or failed proposal falls back to the rules planner, and the rejection is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.base import WorkerSpec
-from graphs.state import Plan, PlanStep
+from graphs.core.state import Plan, PlanStep
 from tools.governor import CallContext
-from tools.model import ModelClient
+
+if TYPE_CHECKING:
+    from tools.model import ModelClient
 
 __all__ = ["DraftStep", "PlanDraft", "model_plan"]
 
@@ -28,6 +32,9 @@ class DraftStep(BaseModel):
     order_id: int | None = Field(description="The order number, copied from the request.")
     amount_cents: int | None = Field(description="A refund amount in cents, from the request.")
     depends_on: list[str] = Field(description="Ids of steps that must finish first.")
+    args_json: str | None = Field(
+        default=None, description="The step's other arguments as a JSON object, when its worker "
+                                  "takes any (see the worker's arguments); else null.")
 
 
 class PlanDraft(BaseModel):
@@ -39,8 +46,30 @@ class PlanDraft(BaseModel):
     steps: list[DraftStep] = Field(description="The steps, in order.")
 
 
+def _worker_line(worker: WorkerSpec) -> str:
+    line = f"- {worker.name}: {worker.description}"
+    if worker.args is not None:
+        fields = worker.args.model_json_schema().get("properties", {})
+        shown = "; ".join(f"{k}: {v.get('type', 'any')}"
+                          + (f" ({v['description']})" if v.get("description") else "")
+                          for k, v in fields.items())
+        line += f" Its arguments, in args_json: {shown}."
+    return line
+
+
+def _args(raw: str | None) -> dict[str, Any] | None:
+    """A step's arguments from the model's JSON (not an object: kept, for the guard to refuse)."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"__unparsable__": raw[:200]}
+    return value if isinstance(value, dict) else {"__unparsable__": raw[:200]}
+
+
 def _system_prompt(workers: Sequence[WorkerSpec]) -> str:
-    lines = "\n".join(f"- {w.name}: {w.description}" for w in workers)
+    lines = "\n".join(_worker_line(w) for w in workers)
     return (
         "You plan customer-support requests for an online store. You never answer the user; "
         "you only list the steps that specialist workers must run. Workers:\n"
@@ -59,9 +88,13 @@ async def model_plan(model: ModelClient, text: str, *, turn: int,
     draft = await model.structured(PlanDraft, [SystemMessage(_system_prompt(workers)),
                                                HumanMessage(text)], ctx)
     ids = {step.id: f"t{turn}.s{n}" for n, step in enumerate(draft.steps, start=1)}
-    steps = [PlanStep(id=ids[s.id], worker=s.worker, order_id=s.order_id,
-                      amount_cents=s.amount_cents,
-                      depends_on=[ids.get(d, f"unknown:{d}") for d in s.depends_on])
-             for s in draft.steps]
+    steps: list[PlanStep] = []
+    for s in draft.steps:
+        step = PlanStep(id=ids[s.id], worker=s.worker, order_id=s.order_id,
+                        amount_cents=s.amount_cents,
+                        depends_on=[ids.get(d, f"unknown:{d}") for d in s.depends_on])
+        if (args := _args(s.args_json)) is not None:
+            step["args"] = args  # the plan guard validates them against the worker's schema
+        steps.append(step)
     # Waves are computed by the plan guard once the dependencies are known to be sound.
     return Plan(source="model", intents=list(draft.intents), steps=steps, waves=[])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -16,11 +17,12 @@ from agents.base import (
     report,
     single_node_worker,
 )
-from graphs.actors import viewer_of
-from graphs.state import InterlockContext, WorkerState
-from tools.clock import iso
+from graphs.core.actors import viewer_of
+from graphs.core.answers import MONEY, AnswerContext, Ground, money
+from graphs.core.clock import iso
+from graphs.core.state import Fact, InterlockContext, WorkerState
 
-__all__ = ["SPEC", "OrderItem", "OrderValue"]
+__all__ = ["ORDER_NUMBERS", "SPEC", "OrderItem", "OrderValue", "describe"]
 
 
 class OrderItem(BaseModel):
@@ -78,8 +80,34 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
     return single_node_worker(SPEC, load_order)
 
 
+def describe(fact: Fact, context: AnswerContext) -> str | None:
+    """How an `order` fact reads in the answer."""
+    v = fact["value"]
+    if not v["found"]:
+        return f"I couldn't find order {v['order_id']}."
+    items = v.get("items") or []
+    count = sum(i["quantity"] for i in items)
+    names = ", ".join(i["name"] for i in items)
+    status = str(v["status"]).replace("_", " ")
+    text = (f"Order {v['order_id']} is {status}: placed {str(v['placed_at'])[:10]}, "
+            f"{count} item{'s' if count != 1 else ''} ({names}), total "
+            f"{money(v['total_cents'], v['currency'])}.")
+    if v.get("delivered_at"):
+        text += f" Delivered on {str(v['delivered_at'])[:10]}."
+    return text
+
+
+_ORDER_NUMBER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
+
+ORDER_NUMBERS = Ground(
+    name="order", stated=lambda sentence: _ORDER_NUMBER.findall(sentence),
+    backed=lambda fact: [str(fact["value"]["order_id"])] if "order_id" in fact["value"] else [])
+"""Order numbers: every "order 1042" a sentence names must be an order a fact is about."""
+
 SPEC = WorkerSpec(
-    name="orders", version="1.0.0", description="Looks up an order: status, items, amounts.",
+    name="orders", capability="check an order's status", version="1.0.0",
+    description="Looks up an order: status, items, amounts.",
     owns={"order": OrderValue}, build=_build,
     produces=lambda step: [f"order:{step['order_id']}"], needs_order=True,
+    describe=describe, grounds=(ORDER_NUMBERS, MONEY),
 )

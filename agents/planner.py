@@ -11,9 +11,10 @@ from langgraph.types import Command
 from agents.base import WorkerSpec
 from agents.llm_planner import model_plan
 from agents.rules import rules_plan
-from graphs.errors import DependencyError, InputError
-from graphs.state import ErrorInfo, Event, InterlockContext, InterlockState
-from tools.clock import iso, parse_iso
+from graphs.core.clock import iso, parse_iso
+from graphs.core.errors import InputError
+from graphs.core.state import ErrorInfo, Event, InterlockContext, InterlockState
+from tools.errors import DependencyError
 from tools.governor import CallContext
 from tools.spans import thread_of
 from tools.toolbox import Toolbox
@@ -47,7 +48,7 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec]) -> Any:
                                         detail={"to": "rules", "reason": exc.reason}))
                 update["events"] = ctx.events
         try:
-            plan = rules_plan(text, turn=turn)
+            plan = rules_plan(text, turn=turn, workers=workers)
         except InputError as exc:
             # The plan guard records the refusal; the planner only proposes.
             return Command(goto="plan_guard", update={

@@ -16,10 +16,11 @@ from agents.base import (
     report,
     single_node_worker,
 )
-from graphs.state import InterlockContext, WorkerState
-from tools.clock import iso, parse_iso
+from graphs.core.answers import AnswerContext
+from graphs.core.clock import iso, parse_iso
+from graphs.core.state import Fact, InterlockContext, WorkerState
 
-__all__ = ["SPEC", "PolicyValue"]
+__all__ = ["SPEC", "PolicyValue", "describe"]
 
 
 class PolicyValue(BaseModel):
@@ -66,9 +67,20 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
     return single_node_worker(SPEC, pin_policy)
 
 
+def describe(fact: Fact, context: AnswerContext) -> str | None:
+    """How the `policy` fact reads: stated when the policy was asked about, else only used."""
+    if "policy" not in context.intents:
+        return None
+    v = fact["value"]
+    if not v["found"]:
+        return "No refund policy is in effect right now."
+    return (f"Refund policy {v['version']} (in effect since {str(v['effective_from'])[:10]}): "
+            f"{v['text']}")
+
+
 SPEC = WorkerSpec(
-    name="policy", version="1.0.0",
+    name="policy", capability="explain the refund policy", version="1.0.0",
     description="Finds the refund-policy version in effect when the request was made.",
     owns={"policy": PolicyValue}, build=_build,
-    produces=lambda step: ["policy:refund"],
+    produces=lambda step: ["policy:refund"], describe=describe,
 )

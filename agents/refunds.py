@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -27,9 +29,10 @@ from agents.base import (
     make_fact,
     report,
 )
-from graphs.actors import viewer_of
-from graphs.errors import DependencyError
-from graphs.state import (
+from graphs.core.actors import viewer_of
+from graphs.core.answers import MONEY, AnswerContext, Claim, money
+from graphs.core.clock import iso, parse_iso
+from graphs.core.state import (
     ApprovalDecision,
     Event,
     Fact,
@@ -41,12 +44,12 @@ from graphs.state import (
     WorkerOutput,
     WorkerState,
 )
-from tools.clock import iso, parse_iso
+from tools.errors import DependencyError
 from tools.governor import CallContext
 from tools.payments import Refund
 from tools.toolbox import Toolbox
 
-__all__ = ["SPEC", "RefundValue", "effect_id", "idempotency_key"]
+__all__ = ["REFUND_MADE", "SPEC", "RefundValue", "describe", "effect_id", "idempotency_key"]
 
 RefundStatus = Literal["executed", "pending", "refused", "rejected", "failed", "not_found"]
 
@@ -123,11 +126,12 @@ async def _prior(toolbox: Toolbox, request: RequestInfo, step_id: str, order_id:
     return earlier if earlier is not None and earlier["attempts"] else None
 
 
-def _parsed(moment: str) -> datetime:
+def _when(moment: str) -> str:
+    """A service's timestamp as RFC 3339 (one it sends oddly counts as now: the safer reading)."""
     try:
-        return parse_iso(moment)
-    except ValueError:  # a service's odd timestamp counts as recent: the safer reading
-        return datetime.max.replace(tzinfo=UTC)
+        return iso(parse_iso(moment))
+    except ValueError:
+        return iso(datetime.now(UTC))
 
 
 def _outcome_unknown(events: list[Event]) -> bool:
@@ -239,12 +243,9 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
             refunded = max(0, refunded - amount)
         left = max(0, order.paid_cents - refunded)
         amount = amount if amount is not None else left
-        settings = toolbox.settings
-        since = now - timedelta(seconds=max(settings.approval_window_s,
-                                            settings.duplicate_window_s))
+        # Every refund of the order, for the approval guard to weigh within its windows.
         recent = [{"refund_id": r.refund_id, "amount_cents": r.amount_cents,
-                   "created_at": r.created_at} for r in earlier
-                  if _parsed(r.created_at) >= since]
+                   "created_at": _when(r.created_at)} for r in earlier]
         proposal = RefundProposal(
             step_id=step["id"], order_id=order_id, amount_cents=amount,
             currency=order.currency, order_status=order.status,
@@ -394,9 +395,58 @@ async def _on_failure(deps: WorkerDeps, state: WorkerInput, error: BaseException
                   note=f"pending after {what}")
 
 
+def _reason(text: str) -> str:
+    return text.split(": ", 1)[-1]
+
+
+def describe(fact: Fact, context: AnswerContext) -> str | None:
+    """How a `refund` fact reads in the answer."""
+    v = fact["value"]
+    order, status = v["order_id"], v["status"]
+    amount = money(v["amount_cents"], v.get("currency")) if v.get("amount_cents") else None
+    reasons = "; ".join(_reason(r) for r in v.get("reasons") or [])
+    if status == "executed":
+        return f"I refunded {amount} on order {order} (refund {v['refund_id']})."
+    if status == "refused":
+        return f"I can't refund order {order}: {reasons}."
+    if status == "rejected":
+        return f"The refund of {amount} on order {order} was not approved ({reasons})."
+    if status == "pending":
+        return (f"The refund of {amount} on order {order} is pending: the payments service has "
+                f"not confirmed it yet. Retrying it can never pay twice.")
+    if status == "failed":
+        later = " It can be tried again later." if v.get("retryable") else ""
+        return f"I couldn't refund order {order}: {reasons}.{later}"
+    return None
+
+
+_REFUND_DONE = re.compile(
+    r"\b(?:(?:i|we)\s+(?:have\s+)?refunded"
+    r"|(?:has|have|was|were|is|are|got)\s+(?:been\s+|now\s+)?refunded"
+    r"|(?:i|we)\s*(?:will|'ll)\s+refund"
+    r"|refund\b(?:(?!\b(?:not|never|no)\b)[^.]){0,60}?\b(?:has been|have been|was|is being|"
+    r"will be)\s+(?:issued|processed|made|sent|completed|executed|paid|approved))\b",
+    re.IGNORECASE)
+_ORDER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
+
+
+def _refund_made(sentence: str, facts: Sequence[Fact]) -> bool:
+    named = {int(n) for n in _ORDER.findall(sentence)}
+    executed = {int(f["value"]["order_id"]) for f in facts
+                if f["kind"] == "refund" and f["value"].get("status") == "executed"}
+    return bool(named) and named <= executed
+
+
+REFUND_MADE = Claim(
+    name="refund_made", pattern=_REFUND_DONE, proven=_refund_made,
+    problem="unexecuted_refund: the answer says a refund was made; none was executed")
+"""Only an executed refund of the named order may be said to be made."""
+
 SPEC = WorkerSpec(
-    name="refunds", version="1.0.0",
+    name="refunds", capability="refund a delivered order within the refund policy",
+    version="1.0.0",
     description="Refunds an order after the approval guard allows it (idempotent payment).",
     owns={"refund": RefundValue}, build=_build, side_effects=True, needs_order=True,
-    requires=("order", "policy"), on_failure=_on_failure,
+    requires=("order", "policy"), on_failure=_on_failure, describe=describe,
+    grounds=(MONEY,), claims=(REFUND_MADE,),
 )

@@ -7,12 +7,18 @@ them), reads order numbers and amounts, and declares which steps wait for which.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from graphs.errors import InputError
-from graphs.plans import compute_waves, mentions
-from graphs.state import Plan, PlanStep
+from graphs.core.errors import InputError
+from graphs.core.plans import Mentions, compute_waves, mentions
+from graphs.core.state import Plan, PlanStep
 
-__all__ = ["rules_plan"]
+if TYPE_CHECKING:
+    from agents.base import WorkerSpec
+
+__all__ = ["RuleContext", "rules_plan", "unsupported_asks"]
 
 _REFUND = re.compile(r"\brefund(?!\s+polic)|\bmoney back\b|\breimburs|\bcharge ?back\b"
                      r"|\breturn\s+(?:it|this|them|my|the|order)\b", re.IGNORECASE)
@@ -31,49 +37,111 @@ _TRACK = re.compile(r"\bwhere\b|\btrack|\bshipp|\bshipment|\bdeliver|\barriv|\bc
 _ORDER = re.compile(r"\border|\bstatus\b|\bpaid\b|\bitems?\b|\btotal\b|\bcancel", re.IGNORECASE)
 
 
-def rules_plan(text: str, *, turn: int) -> Plan:
-    """Plan `text` with rules; an ambiguous or malformed request raises InputError."""
+_UNSUPPORTED = (
+    ("cancel an order", re.compile(r"\bcancel", re.IGNORECASE)),
+    ("change a delivery address", re.compile(
+        r"\b(?:change|update|correct|edit)\b[^.?!]{0,40}\baddress|\baddress\b[^.?!]{0,20}"
+        r"\bchange", re.IGNORECASE)),
+    ("exchange an item", re.compile(r"\bexchange|\bswap\b|\breplace(?:ment)?\b",
+                                    re.IGNORECASE)),
+)
+"""What customers ask that this desk does not do (said so plainly, with what it can do)."""
+
+
+@dataclass(slots=True)
+class RuleContext:
+    """What a worker's planning rule (`WorkerSpec.rule`) sees, and how it adds its steps."""
+
+    text: str
+    """The request."""
+    turn: int
+    """The request's turn (step ids are `t<turn>.s<n>`)."""
+    found: Mentions
+    """The order numbers and amounts the request mentions."""
+    steps: list[PlanStep] = field(default_factory=list)
+    """The steps planned so far."""
+    intents: list[str] = field(default_factory=list)
+    """The intents recognised so far."""
+
+    def add(self, worker: str, *, order_id: int | None = None, amount: int | None = None,
+            args: dict[str, Any] | None = None, depends_on: list[str] | None = None) -> str:
+        """Plan a step of `worker`; returns its id (for other steps to depend on)."""
+        step_id = f"t{self.turn}.s{len(self.steps) + 1}"
+        step = PlanStep(id=step_id, worker=worker, order_id=order_id, amount_cents=amount,
+                        depends_on=list(depends_on or []))
+        if args:
+            step["args"] = dict(args)
+        self.steps.append(step)
+        return step_id
+
+    def step_of(self, worker: str, order_id: int | None = None) -> str | None:
+        """The id of a step already planned for `worker` (and that order), if any."""
+        return next((s["id"] for s in self.steps if s["worker"] == worker
+                     and (order_id is None or s["order_id"] == order_id)), None)
+
+    def intent(self, name: str) -> None:
+        """Record an intent (once)."""
+        if name not in self.intents:
+            self.intents.append(name)
+
+
+def unsupported_asks(text: str) -> list[str]:
+    """What the request asks that the desk cannot do (`cancel an order`, ...)."""
+    return [what for what, pattern in _UNSUPPORTED if pattern.search(text)]
+
+
+def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = ()) -> Plan:
+    """Plan `text` with rules; an ambiguous or malformed request raises InputError.
+
+    The reference domain's rules first (orders, shipping, policy, refunds), then the rule of
+    every other worker given (`WorkerSpec.rule`), in their order.
+    """
     found = mentions(text)
     refund = bool(_REFUND.search(text)) and not _NOT_A_REFUND.search(text)
     policy_asked = bool(_POLICY.search(text))
     track = bool(_TRACK.search(text))
-    intents: list[str] = []
-    steps: list[PlanStep] = []
-
-    def add(worker: str, order_id: int | None = None, amount: int | None = None,
-            depends_on: list[str] | None = None) -> str:
-        step_id = f"t{turn}.s{len(steps) + 1}"
-        steps.append(PlanStep(id=step_id, worker=worker, order_id=order_id,
-                              amount_cents=amount, depends_on=depends_on or []))
-        return step_id
-
+    ctx = RuleContext(text=text, turn=turn, found=found)
     if refund and found.amounts_cents and len(found.order_ids) != 1:
         raise InputError("Please name exactly one order number with a refund amount, "
                          "e.g. 'Refund $25 on order 1042'.", field="message")
     if len(found.amounts_cents) > 1:
         raise InputError("Please ask for one amount per refund.", field="amount")
     amount = found.amounts_cents[0] if found.amounts_cents else None
-    if amount is not None and not refund:
+    others = [w for w in workers if w.rule is not None]
+    if amount is not None and not refund and not others:
         raise InputError("I read an amount but no refund request; to ask for a refund, say "
                          "e.g. 'Refund $25 on order 1042'.", field="amount")
-    policy_step = add("policy") if policy_asked or refund else None
+    policy_step = ctx.add("policy") if policy_asked or refund else None
     if policy_asked:
-        intents.append("policy")
+        ctx.intent("policy")
     for order_id in found.order_ids:
-        order_step = add("orders", order_id)
+        order_step = ctx.add("orders", order_id=order_id)
         if track:
-            add("shipping", order_id)
+            ctx.add("shipping", order_id=order_id)
         if refund:
             assert policy_step is not None
-            add("refunds", order_id, amount, [order_step, policy_step])
+            ctx.add("refunds", order_id=order_id, amount=amount,
+                    depends_on=[order_step, policy_step])
     if found.order_ids:
-        intents.append("order_status")
+        ctx.intent("order_status")
         if track:
-            intents.append("tracking")
+            ctx.intent("tracking")
         if refund:
-            intents.append("refund")
-    elif refund or track or _ORDER.search(text):
-        intents.append("clarify")
-    if not intents:
-        intents.append("unknown")
-    return Plan(source="rules", intents=intents, steps=steps, waves=compute_waves(steps))
+            ctx.intent("refund")
+    planned = len(ctx.steps)
+    for worker in others:
+        assert worker.rule is not None
+        worker.rule(ctx)
+    extended = len(ctx.steps) > planned
+    if amount is not None and not refund and not any(
+            s["amount_cents"] == amount for s in ctx.steps):
+        raise InputError("I read an amount but no refund request; to ask for a refund, say "
+                         "e.g. 'Refund $25 on order 1042'.", field="amount")
+    if not found.order_ids and not extended and (refund or track or _ORDER.search(text)):
+        ctx.intent("clarify")
+    if not extended and unsupported_asks(text):
+        ctx.intent("unsupported")
+    if not ctx.intents:
+        ctx.intent("unknown")
+    return Plan(source="rules", intents=ctx.intents, steps=ctx.steps,
+                waves=compute_waves(ctx.steps))

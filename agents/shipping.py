@@ -6,6 +6,7 @@ tracking number, ship date) with `live=False`, and names `carrier` as degraded.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -20,12 +21,13 @@ from agents.base import (
     report,
     single_node_worker,
 )
-from graphs.actors import viewer_of
-from graphs.errors import DependencyError
-from graphs.state import InterlockContext, WorkerState
-from tools.clock import iso
+from graphs.core.actors import viewer_of
+from graphs.core.answers import AnswerContext, Ground
+from graphs.core.clock import iso
+from graphs.core.state import Fact, InterlockContext, WorkerState
+from tools.errors import DependencyError
 
-__all__ = ["SPEC", "ShipmentValue"]
+__all__ = ["SPEC", "TRACKING_NUMBERS", "ShipmentValue", "describe"]
 
 
 class ShipmentValue(BaseModel):
@@ -88,9 +90,41 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
     return single_node_worker(SPEC, track_shipment)
 
 
+def describe(fact: Fact, context: AnswerContext) -> str | None:
+    """How a `shipment` fact reads in the answer (nothing when its order was not found)."""
+    v = fact["value"]
+    order = context.find("order", order_id=v["order_id"])
+    if not v["found"]:
+        found = order is not None and order["value"].get("found")
+        return f"Order {v['order_id']} has not shipped yet." if found else None
+    if v["live"]:
+        status = str(v["status"]).replace("_", " ")
+        text = (f"The shipment of order {v['order_id']} is {status} with {v['carrier']} "
+                f"(tracking {v['tracking_number']})")
+        if v.get("eta") and v["status"] != "delivered":
+            text += f", expected {str(v['eta'])[:10]}"
+        return text + (f". Latest: {v['last_event']}." if v.get("last_event") else ".")
+    if v.get("unavailable_reason") == "unknown_to_carrier":
+        return (f"{v['carrier']} does not know tracking number {v['tracking_number']} for order "
+                f"{v['order_id']} yet.")
+    return (f"I couldn't reach the carrier to check live tracking for order {v['order_id']} "
+            f"right now. It shipped with {v['carrier']} on {str(v['shipped_at'])[:10]} "
+            f"(tracking {v['tracking_number']}).")
+
+
+_TRACKING = re.compile(r"\b((?:[A-Z][A-Z0-9]|\d[A-Z])\d{8,16})\b")
+
+TRACKING_NUMBERS = Ground(
+    name="tracking", stated=lambda sentence: _TRACKING.findall(sentence),
+    backed=lambda fact: [str(n) for n in [fact["value"].get("tracking_number")] if n],
+    personal_looking=True)
+"""Tracking numbers: every one a sentence names must be a shipment's (kept through redaction,
+which they would otherwise look like)."""
+
 SPEC = WorkerSpec(
-    name="shipping", version="1.0.0",
+    name="shipping", capability="track an order's shipment", version="1.0.0",
     description="Tracks an order's shipment with the carrier (live status, ETA, last event).",
     owns={"shipment": ShipmentValue}, build=_build,
     produces=lambda step: [f"shipment:{step['order_id']}"], needs_order=True,
+    describe=describe, grounds=(TRACKING_NUMBERS,),
 )

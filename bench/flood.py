@@ -31,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphs.state import Actor  # noqa: E402
+from graphs.core.state import Actor  # noqa: E402
 from tests.e2e.devserver import ROOT, dev_server  # noqa: E402
 
 

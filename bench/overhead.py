@@ -45,10 +45,10 @@ from langgraph_supervisor import create_supervisor
 
 from agents.rules import rules_plan
 from checkpoints.saver import open_checkpointer
+from graphs.core.clock import Clock
+from graphs.core.state import STAFF
 from graphs.runner import open_interlock
 from graphs.settings import Settings
-from graphs.state import STAFF
-from tools.clock import Clock
 from tools.simulators import CarrierSimulator
 from tools.store import Store
 

@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
-from graphs.errors import InputError, NotFoundError
+from graphs.core.errors import InputError, NotFoundError
 
 __all__ = ["copy_thread"]
 

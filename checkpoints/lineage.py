@@ -20,7 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from graphs.errors import InputError, NotFoundError
+from graphs.core.errors import InputError, NotFoundError
 
 __all__ = ["asof", "diff", "explain", "history", "snapshots"]
 

@@ -14,7 +14,7 @@ from typing import Any
 from langgraph.pregel import Pregel
 
 from checkpoints.lineage import history
-from tools.clock import parse_iso
+from graphs.core.clock import parse_iso
 
 __all__ = ["timeline"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from graphs.actors import is_staff
 from graphs.admission import input_problem
+from graphs.core.actors import is_staff
 from graphs.keys import KeyRing, identity_of, presented_key
 from graphs.settings import Settings
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agents.rules import rules_plan
-from graphs.errors import InputError
+from graphs.core.clock import Clock
+from graphs.core.errors import InputError
 from graphs.executor import pending_effects
 from graphs.runner import RunResult, open_interlock
 from graphs.settings import DependencyPolicy, FaultSpec, Settings
-from tools.clock import Clock
 from tools.model import build_chat_model
 from tools.naive import NAIVE_LAYERS, NaiveGovernor
 from tools.seed import build_seed
@@ -186,7 +186,8 @@ def _scaled(settings: Settings, scale: float) -> Settings:
                        retry_window=p.retry_window * scale)
 
     return replace(settings, deadline_s=settings.deadline_s * scale,
-                   policies={k: policy(p) for k, p in settings.policies.items()})
+                   policies={d.name: policy(settings.policy(d.name))
+                             for d in settings.dependencies})
 
 
 def _faults(spec: FaultSpec, scale: float) -> FaultSpec:
@@ -208,7 +209,7 @@ def _plan_draft(text: str) -> dict[str, Any]:
 
 async def _run_mode(scenario: Scenario, mode: Mode, loads: Sequence[Load], base: Settings,
                     concurrency: int, scale: float, home: Path) -> RunFigures:
-    settings = replace(base, home=home, carrier_url=None, payments_url=None,
+    settings = replace(base, home=home, urls={},
                        model="openai:interlock-sim" if scenario.uses_model else "rules")
     faults = _faults(scenario.faults, scale) if mode != "no-fault" else FaultSpec()
     model_sim = ModelSimulator(_plan_draft)

@@ -8,7 +8,6 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -17,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graphs.errors import ConfigError, InputError, InterlockError
+from graphs.core.actors import STAFF, Actor
+from graphs.core.errors import ConfigError, InputError, InterlockError
 from graphs.settings import Settings
-from graphs.state import STAFF, Actor
 
 if TYPE_CHECKING:  # imported when needed: importing the graph reads the (validated) settings
     from graphs.runner import Interlock, RunResult
@@ -435,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from graphs.tracing import configure_tracing
 
         tracer = configure_tracing()
+        import asyncio  # here, not at the top: `--help` and `keys` need no event loop
+
         return asyncio.run(_run(args, settings))
     except (InputError, ConfigError) as exc:
         _print_error(args, exc, "refused")

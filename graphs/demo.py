@@ -12,9 +12,9 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
+from graphs.core.state import STAFF, Actor
 from graphs.runner import RunResult, open_interlock
 from graphs.settings import FaultSpec, Settings
-from graphs.state import STAFF, Actor
 
 __all__ = ["SCRIPT", "play"]
 
@@ -73,7 +73,7 @@ async def play(settings: Settings) -> int:
     """Play the script against a fresh demo home; return the exit code."""
     home = settings.home / "demo"
     shutil.rmtree(home, ignore_errors=True)
-    settings = replace(settings, home=home, carrier_url=None, payments_url=None)
+    settings = replace(settings, home=home, urls={})
     print(f"Interlock demo · home {home} · planner: {settings.model}\n")
     async with open_interlock(settings) as app:
         for number, (title, actor, message, options) in enumerate(SCRIPT, start=1):

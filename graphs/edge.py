@@ -33,13 +33,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from graphs.actors import is_staff
 from graphs.admission import (
     customer_run_problem,
     input_problem,
     internal_keys,
     resume_problem,
 )
+from graphs.core.actors import is_staff
 from graphs.keys import ApiKey, KeyRing, identity_of, presented_key
 from graphs.limits import ActorLimiter, Refusal
 from graphs.settings import Settings

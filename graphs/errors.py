@@ -1,91 +1,13 @@
-"""One error hierarchy for Interlock, split by who must act (imports nothing of ours)."""
+"""Interlock's errors in one place (the core's, and the control plane's `DependencyError`)."""
 
-from __future__ import annotations
+from graphs.core.errors import (
+    ConfigError,
+    GuardRefusal,
+    InputError,
+    InterlockError,
+    NotFoundError,
+)
+from tools.errors import DependencyError
 
-__all__ = [
-    "ConfigError",
-    "DependencyError",
-    "GuardRefusal",
-    "InputError",
-    "InterlockError",
-    "NotFoundError",
-]
-
-
-class InterlockError(Exception):
-    """Root of every error Interlock raises on purpose."""
-
-    code: str = "interlock_error"
-    """A stable, machine-readable code for this kind of error."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def to_dict(self) -> dict[str, str]:
-        """The error as plain data, for JSON output and state."""
-        return {"code": self.code, "message": self.message}
-
-
-class InputError(InterlockError):
-    """The user must act: the request itself is unusable (empty, too large, binary, malformed)."""
-
-    code = "bad_input"
-
-    def __init__(self, message: str, *, field: str = "message") -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class NotFoundError(InputError):
-    """The user asked for something that does not exist, or that this actor may not see."""
-
-    code = "not_found"
-
-
-class ConfigError(InterlockError):
-    """The operator must act: a setting is missing or malformed."""
-
-    code = "bad_config"
-
-    def __init__(self, message: str, *, variable: str) -> None:
-        super().__init__(f"{variable}: {message}")
-        self.variable = variable
-
-
-class DependencyError(InterlockError):
-    """A dependency failed; `retryable` says whether another attempt may succeed."""
-
-    code = "dependency_failed"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        dependency: str,
-        retryable: bool,
-        status: int | None = None,
-        retry_after_s: float | None = None,
-        reason: str = "error",
-    ) -> None:
-        super().__init__(f"{dependency}: {message}")
-        self.dependency = dependency
-        self.retryable = retryable
-        self.status = status
-        self.retry_after_s = retry_after_s
-        self.reason = reason
-
-    def to_dict(self) -> dict[str, str]:
-        """The error as plain data, naming the dependency."""
-        return {**super().to_dict(), "dependency": self.dependency, "reason": self.reason}
-
-
-class GuardRefusal(InterlockError):
-    """Policy refused the request; `guard` names the guard, `reasons` say why."""
-
-    code = "refused"
-
-    def __init__(self, message: str, *, guard: str, reasons: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.guard = guard
-        self.reasons = reasons
+__all__ = ["ConfigError", "DependencyError", "GuardRefusal", "InputError", "InterlockError",
+           "NotFoundError"]

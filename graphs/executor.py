@@ -18,10 +18,10 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from graphs.actors import viewer_of
-from graphs.freshness import scope_of, staleness
-from graphs.settings import Settings
-from graphs.state import (
+from graphs.core.actors import viewer_of
+from graphs.core.clock import Clock, iso, parse_iso
+from graphs.core.freshness import scope_of, staleness
+from graphs.core.state import (
     ErrorInfo,
     Event,
     Fact,
@@ -31,7 +31,7 @@ from graphs.state import (
     StepResult,
     WorkerInput,
 )
-from tools.clock import Clock, iso, parse_iso
+from graphs.settings import Settings
 from tools.spans import thread_of
 
 __all__ = ["EffectMode", "Produces", "make_after_facts", "make_supervisor", "pending_effects",

@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from graphs.actors import as_actor
-from graphs.errors import ConfigError
-from graphs.state import Actor
+from graphs.core.actors import Actor, as_actor
+from graphs.core.errors import ConfigError
 
 __all__ = ["ApiKey", "KeyRing", "add_key", "find_key", "identity_of", "load_keys", "presented_key"]
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from graphs.core.clock import Clock
 from graphs.settings import ActorLimits
-from tools.clock import Clock
 
 __all__ = ["ActorLimiter", "Bucket", "Refusal"]
 

@@ -21,11 +21,11 @@ from langgraph.types import Command, StateSnapshot
 
 from checkpoints.fork import copy_thread
 from checkpoints.lineage import snapshots
-from graphs.errors import InputError
+from graphs.core.clock import FakeClock, parse_iso
+from graphs.core.errors import InputError
+from graphs.core.state import STAFF, InterlockContext
 from graphs.runner import Interlock, RunResult
-from graphs.state import STAFF, InterlockContext
 from graphs.supervisor import build_graph
-from tools.clock import FakeClock, parse_iso
 from tools.recording import RecordedResults
 from tools.replay import replay_toolbox
 
@@ -130,8 +130,8 @@ async def replay(app: Interlock, thread_id: str, *, from_step: int | None = None
     else:
         await copy_thread(saver, thread_id, scratch, thread_id, upto_step=start)
     clock = FakeClock(parse_iso(str(original[0].created_at)))
-    graph = build_graph(checkpointer=scratch,
-                        toolbox=replay_toolbox(app.settings, recorded, clock))
+    toolbox, refused = replay_toolbox(app.settings, recorded, clock)
+    graph = build_graph(checkpointer=scratch, toolbox=toolbox)
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
 
     def context(turn: int) -> InterlockContext:
@@ -171,7 +171,10 @@ async def replay(app: Interlock, thread_id: str, *, from_step: int | None = None
     difference = _first_difference(recorded_rows, _steps_after(replayed, start))
     return {"thread_id": thread_id, "from_step": start, "steps_compared": len(recorded_rows),
             "reproduced": difference is None, "first_difference": difference,
-            "results_served": recorded.served, "dependencies_called": 0}
+            "results_served": recorded.served,
+            # Counted where calls would go out: the recording seam ran none of them, and the
+            # transport refused every request that went around it.
+            "dependencies_called": toolbox.recorder.attempted + refused.calls}
 
 
 async def fork(app: Interlock, thread_id: str, *, from_step: int,

@@ -20,13 +20,13 @@ from langgraph.types import Command, Interrupt, StateSnapshot
 from agents.base import WorkerSpec
 from checkpoints import lineage
 from checkpoints.saver import open_checkpointer
-from graphs.actors import is_staff, may_act_for
-from graphs.errors import InputError, NotFoundError
+from graphs.core.actors import is_staff, may_act_for
+from graphs.core.clock import iso
+from graphs.core.errors import InputError, NotFoundError
+from graphs.core.state import STAFF, Actor, InterlockContext
 from graphs.executor import pending_effects
-from graphs.settings import Settings
-from graphs.state import STAFF, Actor, InterlockContext
+from graphs.settings import Settings, settings_of
 from graphs.supervisor import InterlockGraph, build_graph
-from tools.clock import iso
 from tools.toolbox import Toolbox, build_toolbox
 
 __all__ = ["Interlock", "RunResult", "open_interlock"]
@@ -121,10 +121,11 @@ def _summary(thread_id: str, values: dict[str, Any], pending: list[Any],
 class Interlock:
     """A compiled graph with its checkpointer and toolbox, ready to run requests."""
 
-    def __init__(self, graph: InterlockGraph, toolbox: Toolbox) -> None:
+    def __init__(self, graph: InterlockGraph, toolbox: Toolbox,
+                 settings: Settings | None = None) -> None:
         self.graph = graph
         self.toolbox = toolbox
-        self.settings = toolbox.settings
+        self.settings = settings_of(settings, toolbox.settings)
 
     def _context(self, actor: Actor) -> InterlockContext:
         deadline = self.toolbox.clock.now() + timedelta(seconds=self.settings.deadline_s)
@@ -257,13 +258,13 @@ async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox |
                          workers: Sequence[WorkerSpec] | None = None
                          ) -> AsyncIterator[Interlock]:
     """Open the SQLite checkpointer under INTERLOCK_HOME and build the graph on it."""
-    settings = settings or (toolbox.settings if toolbox else Settings.from_env())
+    settings = settings_of(settings, toolbox.settings if toolbox else None)
     toolbox = toolbox or build_toolbox(settings)
     async with open_checkpointer(settings.checkpoints_path,
                                  synchronous=settings.sqlite_synchronous,
                                  crash_after=settings.crash_after) as saver:
         try:
-            yield Interlock(build_graph(checkpointer=saver, toolbox=toolbox, workers=workers),
-                            toolbox)
+            yield Interlock(build_graph(checkpointer=saver, settings=settings, toolbox=toolbox,
+                                        workers=workers), toolbox, settings)
         finally:
             await toolbox.aclose()

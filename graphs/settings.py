@@ -9,71 +9,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from graphs.errors import ConfigError
+from graphs.core.errors import ConfigError
+from tools.dependencies import DEFAULT_DEPENDENCIES, Dependency
+from tools.policy import DependencyPolicy, FaultSpec
 
 __all__ = [
-    "DEPENDENCIES",
     "ActorLimits",
     "DependencyPolicy",
     "FaultSpec",
     "Settings",
+    "settings_of",
 ]
-
-DEPENDENCIES: tuple[str, ...] = ("carrier", "payments", "model")
-"""Every external dependency, each with its own breaker, policy and (simulated) faults."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FaultSpec:
-    """Faults a simulator injects (`INTERLOCK_FAULTS_<DEP>="fail=1.0,latency=0.5"`)."""
-
-    fail: float = 0.0
-    """Share of calls answered with 503 (0..1)."""
-    latency: float = 0.0
-    """Seconds added before every answer."""
-    throttle: float = 0.0
-    """Share of calls answered with 429 and `Retry-After`."""
-    retry_after: float = 1.0
-    """Seconds named in `Retry-After` when throttling."""
-    lose: float = 0.0
-    """Share of calls whose effect happens but whose answer is lost (a 504 after the effect)."""
-    seed: int = 7
-    """Seed of the simulator's random choices, so fault runs are repeatable."""
-
-    @property
-    def active(self) -> bool:
-        """Whether any fault is configured."""
-        return bool(self.fail or self.latency or self.throttle or self.lose)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DependencyPolicy:
-    """How one dependency is called (`INTERLOCK_DEP_<DEP>="timeout=2,fail_max=5"`)."""
-
-    timeout: float
-    """Seconds one attempt may take (cut further by the request's deadline)."""
-    attempts: int = 3
-    """Most attempts of one logical call, the first included."""
-    fail_max: int = 5
-    """Consecutive failures that open the breaker."""
-    reset_timeout: float = 30.0
-    """Seconds an open breaker waits before letting a probe through."""
-    success_threshold: int = 1
-    """Successful probes that close a half-open breaker."""
-    max_concurrency: int = 16
-    """Calls in flight at once (the bulkhead)."""
-    bulkhead_wait: float = 0.05
-    """Seconds a call may wait for a bulkhead slot before it is rejected."""
-    backoff_base: float = 0.1
-    """First retry's backoff cap, in seconds; doubles per attempt (full jitter)."""
-    backoff_cap: float = 2.0
-    """Largest backoff, in seconds."""
-    retry_ratio: float = 0.1
-    """Retries may add at most this share of first attempts (the retry budget)."""
-    retry_reserve: int = 10
-    """Retries allowed per window on top of the ratio."""
-    retry_window: float = 10.0
-    """Seconds over which the retry budget is counted."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,14 +51,6 @@ _DEFAULT_LIMITS: dict[str, ActorLimits] = {
                          requests_per_minute=6000.0, requests_burst=600),
 }
 
-_DEFAULT_POLICIES: dict[str, DependencyPolicy] = {
-    "carrier": DependencyPolicy(timeout=2.0, attempts=3, max_concurrency=8),
-    # A flaky payments service must not open the breaker by chance: 30% failures make five
-    # failures in a row likely within a few hundred calls, ten in a row vanishingly rare.
-    "payments": DependencyPolicy(timeout=5.0, attempts=4, fail_max=10, max_concurrency=8),
-    "model": DependencyPolicy(timeout=20.0, attempts=2, fail_max=3, reset_timeout=60.0,
-                              max_concurrency=4),
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,10 +65,13 @@ class Settings:
     """OPENAI_BASE_URL: any OpenAI-compatible server."""
     openai_api_key: str | None = None
     """OPENAI_API_KEY: the key sent to that server."""
-    carrier_url: str | None = None
-    """INTERLOCK_CARRIER_URL: carrier tracking API; unset = in-process simulator."""
-    payments_url: str | None = None
-    """INTERLOCK_PAYMENTS_URL: payments API; unset = in-process simulator."""
+    dependencies: tuple[Dependency, ...] = DEFAULT_DEPENDENCIES
+    """Every dependency the graph may call (`tools.dependencies`): each gets its own settings
+    (`INTERLOCK_DEP_<NAME>`, `INTERLOCK_FAULTS_<NAME>`, `INTERLOCK_<NAME>_URL`), breaker,
+    budget and bulkhead."""
+    urls: Mapping[str, str] = field(default_factory=dict)
+    """INTERLOCK_<NAME>_URL: a dependency's base URL (INTERLOCK_CARRIER_URL,
+    INTERLOCK_PAYMENTS_URL, ...); unset = its in-process simulator."""
     auto_approve_cents: int = 5000
     """INTERLOCK_AUTO_APPROVE_CENTS: refunds above this wait for a human."""
     auto_approve_order_cents: int = 5000
@@ -163,10 +104,9 @@ class Settings:
     """INTERLOCK_RESILIENCE_STORE: `memory`, or a redis:// URL shared by several processes."""
     sqlite_synchronous: str = "NORMAL"
     """INTERLOCK_SQLITE_SYNCHRONOUS: NORMAL (survives process crashes) or FULL (power loss too)."""
-    policies: Mapping[str, DependencyPolicy] = field(
-        default_factory=lambda: dict(_DEFAULT_POLICIES)
-    )
-    """INTERLOCK_DEP_<DEP>: timeout, attempts and breaker tuning per dependency."""
+    policies: Mapping[str, DependencyPolicy] = field(default_factory=dict)
+    """INTERLOCK_DEP_<DEP>: timeout, attempts and breaker tuning per dependency (one not named
+    here has its registration's default)."""
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     """INTERLOCK_FAULTS_<DEP>: faults the in-process simulators inject, per dependency."""
     api_keys_file: Path | None = None
@@ -206,8 +146,43 @@ class Settings:
         return self.home / "payments-sim.db"
 
     def policy(self, dependency: str) -> DependencyPolicy:
-        """The call policy of one dependency."""
-        return self.policies[dependency]
+        """The call policy of one dependency; ConfigError for one that is not registered."""
+        if (policy := self.policies.get(dependency)) is not None:
+            return policy
+        if (registered := self.registered(dependency)) is not None:
+            return registered.policy
+        names = ", ".join(d.name for d in self.dependencies)
+        raise ConfigError(f"no dependency {dependency!r} is registered (registered: {names})",
+                          variable=f"INTERLOCK_DEP_{dependency.upper()}")
+
+    def registered(self, dependency: str) -> Dependency | None:
+        """The registration of a dependency, if it is registered."""
+        return next((d for d in self.dependencies if d.name == dependency), None)
+
+    def url(self, dependency: str) -> str | None:
+        """A dependency's base URL (None: its in-process simulator answers)."""
+        return self.urls.get(dependency)
+
+    @property
+    def carrier_url(self) -> str | None:
+        """INTERLOCK_CARRIER_URL (see `url`)."""
+        return self.url("carrier")
+
+    @property
+    def payments_url(self) -> str | None:
+        """INTERLOCK_PAYMENTS_URL (see `url`)."""
+        return self.url("payments")
+
+    def with_url(self, dependency: str, url: str | None) -> Settings:
+        """A copy with one dependency's base URL set (None: its simulator)."""
+        urls = {k: v for k, v in self.urls.items() if k != dependency}
+        return replace(self, urls={**urls, **({dependency: url} if url else {})})
+
+    def with_dependencies(self, *extra: Dependency) -> Settings:
+        """A copy with more dependencies registered (their defaults and simulators)."""
+        names = {d.name for d in extra}
+        kept = tuple(d for d in self.dependencies if d.name not in names)
+        return replace(self, dependencies=(*kept, *extra))
 
     def fault(self, dependency: str) -> FaultSpec:
         """The faults configured for one dependency's simulator."""
@@ -227,10 +202,16 @@ class Settings:
         return replace(self, policies={**self.policies, dependency: policy})
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every setting from `env` (default: the process environment) and validate it."""
+    def from_env(cls, env: Mapping[str, str] | None = None, *,
+                 dependencies: tuple[Dependency, ...] | None = None) -> Settings:
+        """Read every setting from `env` (default: the process environment) and validate it.
+
+        `dependencies` are the registrations to read settings for (default: the reference
+        domain's); each reads `INTERLOCK_DEP_<NAME>`, `INTERLOCK_FAULTS_<NAME>` and its URL.
+        """
         env = os.environ if env is None else env
         defaults = cls()
+        registered = dependencies or defaults.dependencies
 
         def text(name: str) -> str | None:
             value = env.get(name, "").strip()
@@ -242,15 +223,17 @@ class Settings:
         synchronous = (text("INTERLOCK_SQLITE_SYNCHRONOUS") or defaults.sqlite_synchronous).upper()
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigError("expected NORMAL or FULL", variable="INTERLOCK_SQLITE_SYNCHRONOUS")
-        policies = dict(defaults.policies)
+        policies: dict[str, DependencyPolicy] = {}
         faults: dict[str, FaultSpec] = {}
-        for dep in DEPENDENCIES:
-            var = f"INTERLOCK_DEP_{dep.upper()}"
-            if raw := text(var):
-                policies[dep] = _parse_spec(policies[dep], raw, var)
-            var = f"INTERLOCK_FAULTS_{dep.upper()}"
-            if raw := text(var):
-                faults[dep] = _parse_spec(FaultSpec(), raw, var)
+        urls: dict[str, str] = {}
+        for dep in registered:
+            if raw := text(dep.policy_variable):
+                policies[dep.name] = _parse_spec(dep.policy, raw, dep.policy_variable)
+            if raw := text(dep.faults_variable):
+                faults[dep.name] = _parse_spec(FaultSpec(), raw, dep.faults_variable)
+            if dep.url_variable != "OPENAI_BASE_URL" and (
+                    url := _url(text(dep.url_variable), dep.url_variable)):
+                urls[dep.name] = url
         limits = dict(defaults.limits)
         for kind in ("customer", "staff"):
             var = f"INTERLOCK_LIMITS_{kind.upper()}"
@@ -261,8 +244,8 @@ class Settings:
             model=model,
             openai_base_url=text("OPENAI_BASE_URL"),
             openai_api_key=text("OPENAI_API_KEY"),
-            carrier_url=_url(text("INTERLOCK_CARRIER_URL"), "INTERLOCK_CARRIER_URL"),
-            payments_url=_url(text("INTERLOCK_PAYMENTS_URL"), "INTERLOCK_PAYMENTS_URL"),
+            dependencies=tuple(registered),
+            urls=urls,
             auto_approve_cents=_number(env, "INTERLOCK_AUTO_APPROVE_CENTS",
                                        defaults.auto_approve_cents, int, minimum=0),
             auto_approve_order_cents=_number(env, "INTERLOCK_AUTO_APPROVE_ORDER_CENTS",
@@ -391,3 +374,12 @@ def _parse_spec(base: _D, raw: str, variable: str) -> _D:
                               variable=variable)
         changes[key] = number
     return replace(base, **changes)
+
+
+def settings_of(settings: Settings | None, toolbox_settings: object | None = None) -> Settings:
+    """The settings to build with: given, else a toolbox's, else the environment's."""
+    if settings is not None:
+        return settings
+    if isinstance(toolbox_settings, Settings):
+        return toolbox_settings
+    return Settings.from_env()

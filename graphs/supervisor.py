@@ -24,15 +24,15 @@ from agents.planner import make_planner
 from agents.registry import DEFAULT_WORKERS
 from agents.responder import make_responder
 from agents.rules import rules_plan
-from graphs.executor import make_after_facts, make_supervisor, reconciler
-from graphs.settings import Settings
-from graphs.state import (
+from graphs.core.state import (
     InputState,
     InterlockContext,
     InterlockState,
     WorkerInput,
     WorkerReport,
 )
+from graphs.executor import make_after_facts, make_supervisor, reconciler
+from graphs.settings import Settings, settings_of
 from graphs.tracing import configure_tracing
 from guards.approval import make_approval_guard
 from guards.facts import make_fact_guard
@@ -42,7 +42,7 @@ from guards.plan import make_plan_guard
 from tools.spans import traced_guard
 from tools.toolbox import Toolbox, build_toolbox
 
-__all__ = ["build_graph", "graph"]
+__all__ = ["build_graph", "graph"]  # noqa: F822 (`graph` comes from `__getattr__`, on first use)
 
 _log = logging.getLogger(__name__)
 InterlockGraph = CompiledStateGraph[InterlockState, InterlockContext, InputState, InterlockState]
@@ -82,7 +82,7 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     """
     # Traces of this graph leave the process redacted, whoever runs it (server, API, CLI).
     configure_tracing()
-    settings = settings or (toolbox.settings if toolbox else Settings.from_env())
+    settings = settings_of(settings, toolbox.settings if toolbox else None)
     toolbox = toolbox or build_toolbox(settings)
     workers = tuple(workers or DEFAULT_WORKERS)
     clock = toolbox.clock
@@ -99,7 +99,8 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     builder.add_node("planner", make_planner(toolbox, workers), metadata={"kind": "planner"},
                      destinations=("plan_guard",))
     builder.add_node("plan_guard", traced_guard("plan", make_plan_guard(
-        settings, clock, by_name, lambda text, turn: rules_plan(text, turn=turn))),
+        settings, clock, by_name,
+        lambda text, turn: rules_plan(text, turn=turn, workers=workers))),
         metadata={"kind": "guard", "guard": "plan"},
         destinations=("supervisor", "responder"))
     produces = {w.name: w.produces for w in workers}
@@ -119,8 +120,9 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     builder.add_node("fact_guard", traced_guard(
         "facts", make_fact_guard(clock, {w.name: w.owns for w in workers})),
         metadata={"kind": "guard", "guard": "facts"})
-    builder.add_node("responder", make_responder())
-    builder.add_node("output_guard", traced_guard("output", make_output_guard(clock)),
+    builder.add_node("responder", make_responder(workers))
+    builder.add_node("output_guard", traced_guard("output", make_output_guard(
+        clock, [g for w in workers for g in w.grounds], [c for w in workers for c in w.claims])),
                      metadata={"kind": "guard", "guard": "output"})
     builder.add_edge(START, "intake_guard")
     builder.add_conditional_edges("fact_guard", make_after_facts(settings, clock, produces),
@@ -130,8 +132,14 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     return builder.compile(checkpointer=checkpointer, name="interlock")
 
 
-graph = build_graph()
-"""The instance `langgraph.json` serves: settings from the environment; the caller's or the
-server's checkpointer. (The LangGraph server reads it from the module's namespace, so it is
-built at import; building touches no disk and no network, except that with
-a redis:// `INTERLOCK_RESILIENCE_STORE` pybreaker's Redis storage reads each breaker's state.)"""
+def __getattr__(name: str) -> Any:
+    """`graph`: the graph built from the environment, on first use (not at import).
+
+    `from graphs.supervisor import graph` keeps working; the LangGraph server serves the one
+    `graphs/server.py` builds.
+    """
+    if name == "graph":
+        from graphs.server import graph
+
+        return graph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from tools.clock import parse_iso
+from graphs.core.clock import parse_iso
 
 __all__ = ["graph_html", "graph_mermaid", "graph_svg", "timeline_html"]
 

@@ -30,10 +30,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import Interrupt, interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from graphs.actors import is_staff, resolve_actor
-from graphs.errors import DependencyError
-from graphs.settings import Settings
-from graphs.state import (
+from graphs.core.actors import is_staff, resolve_actor
+from graphs.core.clock import Clock, iso, parse_iso
+from graphs.core.state import (
     ApprovalDecision,
     ApprovalRequest,
     Event,
@@ -42,8 +41,9 @@ from graphs.state import (
     Verdict,
     WorkerState,
 )
-from tools.clock import Clock, iso, parse_iso
+from guards.config import GuardSettings
 from tools.effects import Exposure, Proposal
+from tools.errors import DependencyError
 from tools.governor import CallContext
 from tools.spans import thread_of
 from tools.toolbox import Toolbox
@@ -96,7 +96,7 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:g} h"
 
 
-def limit_reasons(p: RefundProposal, exposure: Exposure, settings: Settings, *,
+def limit_reasons(p: RefundProposal, exposure: Exposure, settings: GuardSettings, *,
                   amount_stated: bool) -> list[str]:
     """Why this refund needs a human (empty: it may be approved automatically).
 
@@ -245,7 +245,7 @@ async def _recheck(proposal: RefundProposal, toolbox: Toolbox, ctx: CallContext
     return []
 
 
-def _request(proposal: RefundProposal, reasons: Sequence[str], settings: Settings
+def _request(proposal: RefundProposal, reasons: Sequence[str], settings: GuardSettings
              ) -> ApprovalRequest:
     request = ApprovalRequest(
         kind="refund_approval", step_id=proposal["step_id"], order_id=proposal["order_id"],
@@ -258,7 +258,7 @@ def _request(proposal: RefundProposal, reasons: Sequence[str], settings: Setting
     return request
 
 
-def make_approval_guard(settings: Settings, clock: Clock, toolbox: Toolbox) -> Any:
+def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox) -> Any:
     """The approval guard node, for worker subgraphs with side effects (`scratch.proposal`).
 
     After a human decision (which may come hours later) it checks the order and the earlier

@@ -14,10 +14,10 @@ from typing import Any
 from langgraph.types import Overwrite
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from graphs.actors import viewer_of
-from graphs.freshness import scope_of
-from graphs.state import Fact, InterlockState, StepResult, Verdict
-from tools.clock import Clock, iso
+from graphs.core.actors import viewer_of
+from graphs.core.clock import Clock, iso
+from graphs.core.freshness import scope_of
+from graphs.core.state import Fact, InterlockState, StepResult, Verdict
 
 __all__ = ["check_fact", "make_fact_guard"]
 

@@ -18,10 +18,10 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite, Send
 
-from graphs.actors import may_act_for, resolve_actor, server_owner, viewer_for
-from graphs.errors import InputError
-from graphs.settings import Settings
-from graphs.state import (
+from graphs.core.actors import may_act_for, resolve_actor, server_owner, viewer_for
+from graphs.core.clock import Clock, iso, parse_iso
+from graphs.core.errors import InputError
+from graphs.core.state import (
     STUB_MARK,
     Actor,
     ErrorInfo,
@@ -31,7 +31,7 @@ from graphs.state import (
     RequestInfo,
     Verdict,
 )
-from tools.clock import Clock, iso, parse_iso
+from guards.config import GuardSettings
 from tools.spans import thread_of
 
 __all__ = ["MAX_BYTES", "check_message", "make_intake_guard", "stub"]
@@ -116,7 +116,7 @@ def _size(message: AnyMessage) -> int:
     return len(text.encode("utf-8", "replace"))
 
 
-def _input_problem(new: list[AnyMessage], settings: Settings) -> str | None:
+def _input_problem(new: list[AnyMessage], settings: GuardSettings) -> str | None:
     """Why the input as a whole is refused (several messages, foreign roles, size)."""
     if len(new) > settings.max_input_messages:
         return (f"A request may carry at most {settings.max_input_messages} messages; this one "
@@ -162,7 +162,7 @@ def _already_handled(previous: RequestInfo, message: HumanMessage, now: datetime
 
 
 def _resume_unfinished(state: InterlockState, steps: list[PlanStep], new: list[AnyMessage],
-                       settings: Settings, now: datetime) -> Command[Any]:
+                       settings: GuardSettings, now: datetime) -> Command[Any]:
     """Refuse a new message while a side effect of the last request is unfinished.
 
     The unfinished step is sent out again, so its approval (or the payment under way) is back
@@ -191,7 +191,7 @@ def _resume_unfinished(state: InterlockState, steps: list[PlanStep], new: list[A
         "transcript_len": len(state.get("messages", [])) + 1})
 
 
-def make_intake_guard(settings: Settings, clock: Clock,
+def make_intake_guard(settings: GuardSettings, clock: Clock,
                       side_effects: Collection[str] = ()) -> Any:
     """The intake guard node (`side_effects`: workers whose steps change the world)."""
 

@@ -2,22 +2,25 @@
 
 - redacts email addresses, phone numbers, card, social-security and bank account (IBAN)
   numbers, and street addresses;
-- keeps only statements backed by a fact of this request: every order number, tracking number
-  and amount it mentions must appear in a fact;
-- never lets an answer say a refund was made unless a refund fact says it was executed.
+- keeps only statements backed by a fact of this request: every value a sentence states that
+  a worker declared a `Ground` for (an order number, a tracking number, an amount, ...) must
+  be one a fact backs;
+- never lets a sentence make a claim a worker declared (`Claim`: "I refunded...") that this
+  request's facts do not prove.
 A sentence that fails is removed, and the verdict says which and why.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage
 
-from graphs.state import Draft, Fact, InterlockState, Verdict
-from tools.clock import Clock, iso
+from graphs.core.answers import Claim, Ground
+from graphs.core.clock import Clock, iso
+from graphs.core.state import Draft, Fact, InterlockState, Verdict
 
 __all__ = ["check_answer", "check_statement", "make_output_guard", "redact"]
 
@@ -43,16 +46,6 @@ _ADDRESS = re.compile(
     rf"(?:[A-Z][\w'.-]*\s+){{1,3}}{_SUFFIX}"  # 221B Baker Street, 12 Main st
     r"|(?i:(?:[a-z][\w'.-]*\s+){1,3}(?:street|avenue|road|boulevard|lane|drive))"
     r")\b\.?")
-_ORDER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
-_TRACKING = re.compile(r"\b((?:[A-Z][A-Z0-9]|\d[A-Z])\d{8,16})\b")
-_MONEY = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})*|\d+)(?:\.(\d{2}))?")
-_REFUND_DONE = re.compile(
-    r"\b(?:(?:i|we)\s+(?:have\s+)?refunded"
-    r"|(?:has|have|was|were|is|are|got)\s+(?:been\s+|now\s+)?refunded"
-    r"|(?:i|we)\s*(?:will|'ll)\s+refund"
-    r"|refund\b(?:(?!\b(?:not|never|no)\b)[^.]){0,60}?\b(?:has been|have been|was|is being|"
-    r"will be)\s+(?:issued|processed|made|sent|completed|executed|paid|approved))\b",
-    re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -100,49 +93,35 @@ def redact(text: str, *, keep: Iterable[str] = ()) -> tuple[str, list[str]]:
     return text, found
 
 
-def _cents_in(value: Any) -> Iterable[int]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, int) and key.endswith("_cents"):
-                yield item
-            else:
-                yield from _cents_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _cents_in(item)
+def _kept(facts: Sequence[Fact], grounds: Sequence[Ground]) -> set[str]:
+    """Values the facts back that look like personal data but are not (tracking numbers)."""
+    return {value for g in grounds if g.personal_looking for f in facts
+            for value in g.backed(f)}
 
 
-def _tracking_numbers(facts: list[Fact]) -> set[str]:
-    """The tracking numbers the facts name: backed statements, and not personal data."""
-    return {str(number) for f in facts
-            if isinstance(f["value"], dict) and (number := f["value"].get("tracking_number"))}
+def check_statement(text: str, facts: Sequence[Fact], grounds: Sequence[Ground] = (),
+                    claims: Sequence[Claim] = ()) -> tuple[str, list[str]]:
+    """Keep the sentences of `text` that `facts` back; return the kept text and the problems.
 
-
-def check_statement(text: str, facts: list[Fact]) -> tuple[str, list[str]]:
-    """Keep the sentences of `text` that `facts` back; return the kept text and the problems."""
-    orders = {int(f["value"]["order_id"]) for f in facts if "order_id" in f["value"]}
-    tracking = _tracking_numbers(facts)
-    cents = {c for f in facts for c in _cents_in(f["value"])}
-    executed = {int(f["value"]["order_id"]) for f in facts
-                if f["kind"] == "refund" and f["value"].get("status") == "executed"}
+    A sentence is withheld when it states a value (per `grounds`) no fact backs, or makes a
+    claim (per `claims`) the facts do not prove.
+    """
+    backed = {g.name: {v for f in facts for v in g.backed(f)} for g in grounds}
     kept: list[str] = []
     problems: list[str] = []
     for sentence in _SENTENCE.split(text):
         if not sentence.strip():
             continue
         issue = None
-        named = [int(n) for n in _ORDER.findall(sentence)]
-        if unbacked := [n for n in named if n not in orders]:
-            issue = f"unbacked_order: {unbacked[0]}"
-        elif bad := [t for t in _TRACKING.findall(sentence) if t not in tracking]:
-            issue = f"unbacked_tracking: {bad[0]}"
+        for ground in grounds:
+            if bad := [v for v in ground.stated(sentence) if v not in backed[ground.name]]:
+                issue = f"unbacked_{ground.name}: {bad[0]}"
+                break
         else:
-            amounts = [int(whole.replace(",", "")) * 100 + int(frac or 0)
-                       for whole, frac in _MONEY.findall(sentence)]
-            if bad_amounts := [a for a in amounts if a not in cents]:
-                issue = f"unbacked_amount: {bad_amounts[0]} cents"
-            elif _REFUND_DONE.search(sentence) and not (named and set(named) <= executed):
-                issue = "unexecuted_refund: the answer says a refund was made; none was executed"
+            for claim in claims:
+                if claim.pattern.search(sentence) and not claim.proven(sentence, facts):
+                    issue = claim.problem or f"unproven_{claim.name}"
+                    break
         if issue:
             problems.append(issue)
         else:
@@ -150,12 +129,13 @@ def check_statement(text: str, facts: list[Fact]) -> tuple[str, list[str]]:
     return " ".join(kept), problems
 
 
-def check_answer(draft: Draft, facts: list[Fact]) -> tuple[str, list[str]]:
+def check_answer(draft: Draft, facts: Sequence[Fact], grounds: Sequence[Ground] = (),
+                 claims: Sequence[Claim] = ()) -> tuple[str, list[str]]:
     """The answer from a draft: grounded statements, then notices; and the problems found."""
     lines: list[str] = []
     problems: list[str] = []
     for statement in draft["statements"]:
-        kept, found = check_statement(statement, facts)
+        kept, found = check_statement(statement, facts, grounds, claims)
         problems.extend(found)
         if kept:
             lines.append(kept)
@@ -165,8 +145,14 @@ def check_answer(draft: Draft, facts: list[Fact]) -> tuple[str, list[str]]:
     return "\n".join(lines), problems
 
 
-def make_output_guard(clock: Clock) -> Any:
-    """The output guard node: it turns the responder's draft into the answer message."""
+def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
+                      claims: Sequence[Claim] = ()) -> Any:
+    """The output guard node: it turns the responder's draft into the answer message.
+
+    `grounds` and `claims` are what the workers declared (`WorkerSpec.grounds`, `.claims`).
+    """
+    unique = list({g.name: g for g in grounds}.values())
+    claimed = list({c.name: c for c in claims}.values())
 
     async def output_guard(state: InterlockState) -> dict[str, Any]:
         draft = state.get("draft_answer") or Draft(statements=[], notices=[])
@@ -176,9 +162,9 @@ def make_output_guard(clock: Clock) -> Any:
         fact_ids = [fid for r in results.values() if r["step_id"].startswith(f"t{turn}.")
                     for fid in r["fact_ids"]]
         facts = [state["facts"][fid] for fid in fact_ids if fid in state.get("facts", {})]
-        text, problems = check_answer(draft, facts)
+        text, problems = check_answer(draft, facts, unique, claimed)
         text, pii = redact(text or "I could not produce an answer backed by recorded facts.",
-                           keep=_tracking_numbers(facts))
+                           keep=_kept(facts, unique))
         reasons = problems + [f"redacted: {p}" for p in pii]
         verdict = Verdict(guard=GUARD, passed=not reasons,
                           action="redact" if reasons else "allow",

@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from langgraph.types import Command
+from pydantic import BaseModel, ValidationError
 
-from graphs.errors import InputError
-from graphs.plans import compute_waves, find_cycle, mentions
-from graphs.settings import Settings
-from graphs.state import ErrorInfo, InterlockState, Plan, Verdict
-from tools.clock import Clock, iso
+from graphs.core.clock import Clock, iso
+from graphs.core.errors import InputError
+from graphs.core.plans import compute_waves, find_cycle, mentions
+from graphs.core.state import ErrorInfo, InterlockState, Plan, PlanStep, Verdict
+from guards.config import GuardSettings
 
 __all__ = ["WorkerTraits", "make_plan_guard", "plan_problems"]
 
@@ -48,8 +49,16 @@ class WorkerTraits(Protocol):
     def owns(self) -> Mapping[str, Any]:
         """Fact kinds it owns."""
 
+    @property
+    def args(self) -> type[BaseModel] | None:
+        """The arguments its steps take besides the order and amount."""
 
-def plan_problems(plan: Plan, text: str, *, turn: int, settings: Settings,
+    @property
+    def mentioned_args(self) -> tuple[str, ...]:
+        """Arguments whose values must appear in the request."""
+
+
+def plan_problems(plan: Plan, text: str, *, turn: int, settings: GuardSettings,
                   workers: Mapping[str, WorkerTraits]) -> list[str]:
     """Everything wrong with `plan` for the request `text` (empty: the plan is sound)."""
     problems: list[str] = []
@@ -86,6 +95,7 @@ def plan_problems(plan: Plan, text: str, *, turn: int, settings: Settings,
             problems.append(f"unexpected_amount: {sid} ({worker.name}) takes no amount")
         if amount is not None and amount not in found.amounts_cents:
             problems.append(f"unmentioned_amount: {amount} cents does not appear in the request")
+        problems.extend(_args_problems(step, worker, text))
         for dep in step["depends_on"]:
             if dep not in by_id:
                 problems.append(f"unknown_dependency: {sid} depends on {dep}")
@@ -103,7 +113,25 @@ def plan_problems(plan: Plan, text: str, *, turn: int, settings: Settings,
     return problems
 
 
-def make_plan_guard(settings: Settings, clock: Clock, workers: Mapping[str, WorkerTraits],
+def _args_problems(step: PlanStep, worker: WorkerTraits, text: str) -> list[str]:
+    """What is wrong with a step's own arguments (its worker's `args` schema)."""
+    sid, given = step["id"], step.get("args")
+    if worker.args is None:
+        return [f"unexpected_args: {sid} ({worker.name}) takes no arguments"] if given else []
+    try:
+        worker.args.model_validate(given or {})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "args"
+        return [f"bad_args: {sid} ({worker.name}) {where}: {first.get('msg')}"]
+    said = " ".join(text.split()).casefold()
+    return [f"unmentioned_arg: {name}={value!r} does not appear in the request"
+            for name in worker.mentioned_args
+            if (value := (given or {}).get(name)) is not None
+            and str(value).casefold() not in said]
+
+
+def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str, WorkerTraits],
                     fallback: Callable[[str, int], Plan]) -> Any:
     """The plan guard node; `fallback(text, turn)` is the rules planner."""
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from graphs.runner import Interlock, open_interlock
-from graphs.settings import DependencyPolicy, Settings
+from graphs.settings import Settings
+from tools.policy import DependencyPolicy
 from tools.toolbox import build_toolbox
 
 _real_connect = socket.socket.connect
@@ -26,6 +27,13 @@ def _loopback(host: Any) -> bool:
         return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is the `e2e` lane (`make unit` leaves it out)."""
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +61,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def fast_settings(home: Path, **changes: Any) -> Settings:
     """Settings for tests: a temporary home and short backoffs."""
     base = Settings(home=home)
-    policies = {name: replace(policy, backoff_base=0.01, backoff_cap=0.02)
-                for name, policy in base.policies.items()}
+    policies = {d.name: replace(base.policy(d.name), backoff_base=0.01, backoff_cap=0.02)
+                for d in base.dependencies}
     return replace(base, policies=policies, **changes)
 
 

@@ -1,6 +1,6 @@
-"""Dependency clients, the resilience layer and the simulators (knows nothing of workers)."""
+"""The control plane: dependency registrations and clients, the governor, the effects journal.
 
-from tools.governor import CallContext, Governor
-from tools.toolbox import Toolbox, build_toolbox
-
-__all__ = ["CallContext", "Governor", "Toolbox", "build_toolbox"]
+It knows nothing of workers, guards or the support desk (it imports only `graphs.core`).
+Importing the package imports nothing else: `tools.governor`, `tools.toolbox` and the rest
+load when used.
+"""

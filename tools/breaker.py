@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pybreaker
 
-from tools.clock import Clock
+from graphs.core.clock import Clock
 
 __all__ = [
     "AsyncBreaker",

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from tools.clock import Clock
+from graphs.core.clock import Clock
 
 __all__ = ["BudgetSnapshot", "RetryBudget"]
 

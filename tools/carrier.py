@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from graphs.errors import DependencyError
-from tools.clock import Clock, parse_iso
+from graphs.core.clock import Clock, parse_iso
+from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor
 from tools.http import LoopClients, classify, json_body
-from tools.recording import recorded
+from tools.recording import Recorder
 
 __all__ = ["CarrierClient", "Tracking"]
 
@@ -42,10 +42,11 @@ class CarrierClient:
     dependency = "carrier"
 
     def __init__(self, clients: LoopClients, governor: CallGovernor,
-                 clock: Clock | None = None) -> None:
+                 recorder: Recorder | None = None, clock: Clock | None = None) -> None:
         self._clients = clients
         self._governor = governor
         self._clock = clock or Clock()
+        self._recorder = recorder or Recorder(self._clock)
 
     async def aclose(self) -> None:
         """Close this loop's HTTP connections."""
@@ -63,9 +64,9 @@ class CarrierClient:
                 raise classify(self.dependency, response)
             return _parse(json_body(self.dependency, response))
 
-        return await recorded(ctx, self._clock, self.dependency, "track",
-                              {"tracking_number": tracking_number},
-                              self._governor.call(self.dependency, attempt, ctx, action="track"))
+        return await self._recorder.call(
+            ctx, self.dependency, "track", {"tracking_number": tracking_number},
+            lambda: self._governor.call(self.dependency, attempt, ctx, action="track"))
 
 
 def _parse(body: Any) -> Tracking:

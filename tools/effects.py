@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.clock import Clock, iso, parse_iso
-from tools.recording import recorded
+from graphs.core.clock import Clock, iso, parse_iso
+from tools.recording import Recorder
 
 if TYPE_CHECKING:
     from tools.governor import CallContext
@@ -91,9 +91,12 @@ class Exposure:
 class EffectJournal:
     """Side effects by idempotency key, durable across crashes."""
 
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None,
+                 recorder: Recorder | None = None) -> None:
         self.path = path
         self._clock = clock or Clock()
+        self._recorder = recorder or Recorder(self._clock)
+        self._recorder.learn((Exposure,))
         self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
@@ -162,9 +165,8 @@ class EffectJournal:
         """
         thread_id = ctx.thread_id if ctx else None
         step_id = ctx.step_id if ctx else None
-        return await recorded(ctx, self._clock, "effects", "begin", {"key": key},
-                              asyncio.to_thread(self._begin, key, dependency, thread_id,
-                                                step_id, request))
+        return await self._recorder.call(ctx, "effects", "begin", {"key": key}, lambda: (
+            asyncio.to_thread(self._begin, key, dependency, thread_id, step_id, request)))
 
     def _exposure(self, conn: sqlite3.Connection, proposal: Proposal, now: datetime,
                   window_s: float, duplicate_window_s: float) -> Exposure:
@@ -237,10 +239,10 @@ class EffectJournal:
         decision (a gate that runs again after a crash or an approval decides the same way).
         The answer is recorded in the lineage (a replay is served the same answer).
         """
-        exposure, decision = await recorded(
-            ctx, self._clock, "effects", "propose", {"key": proposal.key},
-            asyncio.to_thread(self._propose, proposal, window_s, duplicate_window_s, decide))
-        return exposure, decision
+        exposure, decision = await self._recorder.call(
+            ctx, "effects", "propose", {"key": proposal.key}, lambda: asyncio.to_thread(
+                self._propose, proposal, window_s, duplicate_window_s, decide))
+        return exposure, str(decision)
 
     def _row(self, where: str, value: str) -> dict[str, Any] | None:
         if not self.path.exists():
@@ -264,19 +266,20 @@ class EffectJournal:
     async def attempted(self, key: str, ctx: CallContext | None = None
                         ) -> dict[str, Any] | None:
         """What an earlier attempt under this key sent, if one was made (it may have landed)."""
-        return await recorded(ctx, self._clock, "effects", "attempted", {"key": key},
-                              asyncio.to_thread(self._attempted, key))
+        return await self._recorder.call(ctx, "effects", "attempted", {"key": key},
+                                         lambda: asyncio.to_thread(self._attempted, key))
 
     async def effect(self, effect_id: str, ctx: CallContext | None = None
                      ) -> dict[str, Any] | None:
         """The latest effect noted for a step (attempted ones first): key, terms, outcome."""
-        return await recorded(ctx, self._clock, "effects", "effect", {"effect_id": effect_id},
-                              asyncio.to_thread(self._row, "effect_id", effect_id))
+        return await self._recorder.call(ctx, "effects", "effect", {"effect_id": effect_id},
+                                         lambda: asyncio.to_thread(self._row, "effect_id",
+                                                                   effect_id))
 
     async def entry(self, key: str, ctx: CallContext | None = None) -> dict[str, Any] | None:
         """The effect noted under `key` (key, terms, attempts, outcome, result, decision)."""
-        return await recorded(ctx, self._clock, "effects", "entry", {"key": key},
-                              asyncio.to_thread(self._row, "key", key))
+        return await self._recorder.call(ctx, "effects", "entry", {"key": key},
+                                         lambda: asyncio.to_thread(self._row, "key", key))
 
     def _finish(self, key: str, outcome: str, result: dict[str, Any] | None) -> None:
         self._connect().execute("UPDATE effects SET outcome = ?, outcome_at = ?, result = ? "
@@ -286,7 +289,8 @@ class EffectJournal:
     async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
                      ) -> None:
         """Note how the effect ended: executed, pending (unknown), failed, rejected or refused."""
-        await asyncio.to_thread(self._finish, key, outcome, result)
+        if self._recorder.writes:  # a replay writes nothing
+            await asyncio.to_thread(self._finish, key, outcome, result)
 
     def entries(self) -> list[dict[str, Any]]:
         """Every noted effect, oldest first (for tests and audits)."""

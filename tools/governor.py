@@ -22,15 +22,15 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import pybreaker
 
-from graphs.errors import DependencyError
-from graphs.settings import DEPENDENCIES, Settings
-from graphs.state import Event
+from graphs.core.clock import Clock, iso
+from graphs.core.state import Event
 from tools.breaker import AsyncBreaker, BreakerOpen, TransitionListener, current_transitions
-from tools.clock import Clock, iso
+from tools.errors import DependencyError
+from tools.policy import DependencyPolicy
 from tools.resilience_store import BudgetStore, ResilienceStore, open_store
 from tools.spans import span
 
-__all__ = ["Bulkhead", "CallContext", "CallGovernor", "Governor"]
+__all__ = ["Bulkhead", "CallContext", "CallGovernor", "Governor", "PolicySource"]
 
 T = TypeVar("T")
 
@@ -116,21 +116,42 @@ def _attempt_meta(attempt: int, timeout: float, breaker: AsyncBreaker) -> dict[s
     return {"attempt": attempt, "timeout_s": round(timeout, 3), "breaker_state": breaker.state}
 
 
-class Governor:
-    """Breakers, budgets, bulkheads and retries for every dependency of one process."""
+class PolicySource(Protocol):
+    """What the governor reads of the settings: each dependency's policy, and the store."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+    @property
+    def resilience_store(self) -> str:
+        """`memory`, or a redis:// URL shared by several processes."""
+
+    def policy(self, dependency: str) -> DependencyPolicy:
+        """The call policy of one registered dependency (ConfigError for an unknown one)."""
+
+
+class Governor:
+    """Breakers, budgets, bulkheads and retries for every dependency of one process.
+
+    Any registered dependency may be called: its breaker, budget and bulkhead are made on its
+    first call, from its policy.
+    """
+
+    def __init__(self, settings: PolicySource, *, clock: Clock | None = None,
                  rng: random.Random | None = None, store: ResilienceStore | None = None) -> None:
         self.settings = settings
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
+        # Opened now: an unreachable shared store is a start-up error, not a first-call one.
         self.store = store or open_store(settings.resilience_store)
         self.transitions = TransitionListener()
         self.breakers: dict[str, AsyncBreaker] = {}
         self.budgets: dict[str, BudgetStore] = {}
         self.bulkheads: dict[str, Bulkhead] = {}
-        for name in DEPENDENCIES:
-            policy = settings.policy(name)
+        for dependency in getattr(settings, "dependencies", ()):
+            self._ready(dependency.name)  # a shared store that cannot be read fails here
+
+    def _ready(self, name: str) -> DependencyPolicy:
+        """The dependency's policy, its breaker, budget and bulkhead made if not yet."""
+        policy = self.settings.policy(name)
+        if name not in self.breakers:
             breaker = pybreaker.CircuitBreaker(
                 fail_max=policy.fail_max, reset_timeout=policy.reset_timeout,
                 success_threshold=policy.success_threshold, name=name,
@@ -138,9 +159,20 @@ class Governor:
                 # A refused request (4xx other than 408/429) says nothing about the dependency.
                 exclude=[lambda exc: isinstance(exc, DependencyError) and not exc.retryable],
             )
-            self.breakers[name] = AsyncBreaker(breaker, clock=self.clock)
             self.budgets[name] = self.store.budget(name, policy, self.clock)
             self.bulkheads[name] = Bulkhead(policy.max_concurrency)
+            self.breakers[name] = AsyncBreaker(breaker, clock=self.clock)
+        return policy
+
+    def breaker(self, name: str) -> AsyncBreaker:
+        """The dependency's circuit breaker."""
+        self._ready(name)
+        return self.breakers[name]
+
+    def budget(self, name: str) -> BudgetStore:
+        """The dependency's retry budget."""
+        self._ready(name)
+        return self.budgets[name]
 
     def _event(self, ctx: CallContext, kind: str, dependency: str, **detail: Any) -> None:
         ctx.events.append(Event(at=iso(self.clock.now()), kind=kind, dependency=dependency,
@@ -158,6 +190,7 @@ class Governor:
         `operation` must raise `DependencyError` for failures it recognises (with `retryable`
         set); timeouts and transport errors are classified here.
         """
+        self._ready(dependency)
         remaining = ctx.remaining(self.clock)
         with span(f"{dependency}.{action}", run_type="tool",
                   tags=["tool", f"dependency:{dependency}", f"thread:{ctx.thread_id or ''}"],
@@ -177,7 +210,7 @@ class Governor:
 
     async def _call(self, dependency: str, operation: Callable[[float], Awaitable[T]],
                     ctx: CallContext, action: str) -> T:
-        policy = self.settings.policy(dependency)
+        policy = self._ready(dependency)
         breaker = self.breakers[dependency]
         budget = self.budgets[dependency]
         bulkhead = self.bulkheads[dependency]

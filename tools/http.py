@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from graphs.errors import DependencyError
+from tools.errors import DependencyError
 
 __all__ = ["Handler", "LoopClients", "classify", "json_body"]
 

@@ -5,27 +5,30 @@ The client is built with `max_retries=0`: the governor is the only retry layer.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-import openai
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, SecretStr
 
-from graphs.errors import ConfigError, DependencyError
-from graphs.settings import Settings
-from tools.clock import Clock
+from graphs.core.clock import Clock
+from graphs.core.errors import ConfigError
+from tools.config import ToolSettings
+from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor
 from tools.http import Handler
-from tools.recording import recorded
+from tools.recording import Recorder
+
+if TYPE_CHECKING:  # the SDKs load when a model is configured, not with INTERLOCK_MODEL=rules
+    import openai
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 __all__ = ["ModelClient", "build_chat_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def build_chat_model(settings: Settings, *, max_retries: int = 0,
+def build_chat_model(settings: ToolSettings, *, max_retries: int = 0,
                      handler: Handler | None = None) -> BaseChatModel | None:
     """ChatOpenAI for `INTERLOCK_MODEL=openai:<model>`, None for `rules`.
 
@@ -61,10 +64,11 @@ class ModelClient:
     dependency = "model"
 
     def __init__(self, model: BaseChatModel, governor: CallGovernor,
-                 clock: Clock | None = None) -> None:
+                 recorder: Recorder | None = None, clock: Clock | None = None) -> None:
         self.model = model
         self._governor = governor
         self._clock = clock or Clock()
+        self._recorder = recorder or Recorder(self._clock)
 
     @property
     def name(self) -> str:
@@ -74,6 +78,8 @@ class ModelClient:
     async def structured(self, schema: type[M], messages: list[BaseMessage],
                          ctx: CallContext) -> M:
         """Ask the model for an instance of `schema`; malformed output is a non-retryable error."""
+        import openai
+
         runnable = self.model.with_structured_output(schema, include_raw=True)
 
         async def attempt(limit_s: float) -> M:
@@ -99,8 +105,10 @@ class ModelClient:
             return parsed
 
         text = str(messages[-1].content) if messages else ""
-        return await recorded(ctx, self._clock, self.dependency, "plan", {"request": text},
-                              self._governor.call(self.dependency, attempt, ctx, action="plan"))
+        self._recorder.learn((schema,))
+        return await self._recorder.call(
+            ctx, self.dependency, "plan", {"request": text},
+            lambda: self._governor.call(self.dependency, attempt, ctx, action="plan"))
 
 
 def _status_error(exc: openai.APIStatusError) -> DependencyError:

@@ -15,11 +15,10 @@ from typing import TypeVar
 
 import httpx
 
-from graphs.errors import DependencyError
-from graphs.settings import Settings
-from graphs.state import Event
-from tools.clock import Clock, iso
-from tools.governor import CallContext
+from graphs.core.clock import Clock, iso
+from graphs.core.state import Event
+from tools.errors import DependencyError
+from tools.governor import CallContext, PolicySource
 
 __all__ = ["NAIVE_LAYERS", "NaiveGovernor"]
 
@@ -33,7 +32,7 @@ NAIVE_LAYERS = (3, 3)
 class NaiveGovernor:
     """Nested retry loops (`layers`, outermost first) with a fixed pause between attempts."""
 
-    def __init__(self, settings: Settings, *, layers: tuple[int, ...] = NAIVE_LAYERS,
+    def __init__(self, settings: PolicySource, *, layers: tuple[int, ...] = NAIVE_LAYERS,
                  pause_s: float = 0.05, clock: Clock | None = None) -> None:
         self.settings = settings
         self.layers = layers

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from graphs.errors import DependencyError
-from tools.clock import Clock
+from graphs.core.clock import Clock
+from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor
 from tools.http import LoopClients, classify, json_body
-from tools.recording import recorded
+from tools.recording import Recorder
 
 __all__ = ["PaymentsClient", "Refund"]
 
@@ -40,10 +40,11 @@ class PaymentsClient:
     dependency = "payments"
 
     def __init__(self, clients: LoopClients, governor: CallGovernor,
-                 clock: Clock | None = None) -> None:
+                 recorder: Recorder | None = None, clock: Clock | None = None) -> None:
         self._clients = clients
         self._governor = governor
         self._clock = clock or Clock()
+        self._recorder = recorder or Recorder(self._clock)
 
     async def aclose(self) -> None:
         """Close this loop's HTTP connections."""
@@ -64,9 +65,9 @@ class PaymentsClient:
             return _parse(json_body(self.dependency, response),
                           replayed=response.status_code == 200)
 
-        return await recorded(ctx, self._clock, self.dependency, "refund",
-                              {**body, "idempotency_key": idempotency_key},
-                              self._governor.call(self.dependency, attempt, ctx, action="refund"))
+        return await self._recorder.call(
+            ctx, self.dependency, "refund", {**body, "idempotency_key": idempotency_key},
+            lambda: self._governor.call(self.dependency, attempt, ctx, action="refund"))
 
     async def refunds(self, order_id: int, ctx: CallContext) -> list[Refund]:
         """Every refund of an order, as the payments service knows them."""
@@ -84,10 +85,9 @@ class PaymentsClient:
                                       reason="malformed")
             return [_parse(item) for item in items]
 
-        return await recorded(ctx, self._clock, self.dependency, "list_refunds",
-                              {"order_id": order_id},
-                              self._governor.call(self.dependency, attempt, ctx,
-                                                  action="list_refunds"))
+        return await self._recorder.call(
+            ctx, self.dependency, "list_refunds", {"order_id": order_id},
+            lambda: self._governor.call(self.dependency, attempt, ctx, action="list_refunds"))
 
 
 def _parse(body: Any, *, replayed: bool = False) -> Refund:

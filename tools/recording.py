@@ -11,21 +11,21 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from graphs.errors import DependencyError
-from graphs.state import Event
-from tools.clock import Clock, iso, parse_iso
+from graphs.core.clock import Clock, iso, parse_iso
+from graphs.core.state import Event
+from tools.errors import DependencyError
 
 if TYPE_CHECKING:
     from tools.governor import CallContext
 
 T = TypeVar("T")
 
-__all__ = ["RecordedResults", "ReplayMismatch", "decode", "encode", "raise_recorded_error",
-           "record", "recorded"]
+__all__ = ["RecordedResults", "Recorder", "ReplayMismatch", "ReplayRecorder", "decode", "encode",
+           "raise_recorded_error", "record"]
 
 
 class ReplayMismatch(Exception):
@@ -89,22 +89,74 @@ def record(events: list[Event] | None, clock: Clock, *, thread_id: str | None,
                         detail={"action": action, "args": args, "result": encode(result)}))
 
 
-async def recorded(ctx: CallContext | None, clock: Clock, dependency: str, action: str,
-                   args: dict[str, Any], call: Awaitable[T]) -> T:
-    """Await `call` and record its result, or its failure, as a `result` event."""
-    events = ctx.events if ctx is not None else None
-    where = {"thread_id": ctx.thread_id if ctx else None, "step_id": ctx.step_id if ctx else None}
-    try:
-        result = await call
-    except DependencyError as exc:
-        record(events, clock, dependency=dependency, action=action, args=args,
-               result={"__error__": {"message": exc.message, "reason": exc.reason,
-                                     "retryable": exc.retryable, "status": exc.status}},
-               **where)
-        raise
-    record(events, clock, dependency=dependency, action=action, args=args, result=result,
-           **where)
-    return result
+class Recorder:
+    """The one seam every recorded call passes: a live call runs, and its result is recorded.
+
+    Clients, the store and the effects journal hand each call to `call` as a function that
+    makes it; `attempted` counts the calls that ran (a replay's recorder runs none).
+    """
+
+    writes = True
+    """Whether what goes around the record (the journal noting an outcome) is written."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+        self.attempted = 0
+        self.types: dict[str, Any] = {}
+
+    def learn(self, types: Iterable[type]) -> None:
+        """Types results may be made of (a replay serves recorded results as these)."""
+        self.types.update({t.__name__: t for t in types})
+
+    async def call(self, ctx: CallContext | None, dependency: str, action: str,
+                   args: dict[str, Any], run: Callable[[], Awaitable[T]]) -> T:
+        """Run the call and record its result, or its failure, as a `result` event."""
+        self.attempted += 1
+        events = ctx.events if ctx is not None else None
+        where = {"thread_id": ctx.thread_id if ctx else None,
+                 "step_id": ctx.step_id if ctx else None}
+        try:
+            result = await run()
+        except DependencyError as exc:
+            record(events, self.clock, dependency=dependency, action=action, args=args,
+                   result={"__error__": {"message": exc.message, "reason": exc.reason,
+                                         "retryable": exc.retryable, "status": exc.status}},
+                   **where)
+            raise
+        record(events, self.clock, dependency=dependency, action=action, args=args,
+               result=result, **where)
+        return result
+
+
+class ReplayRecorder(Recorder):
+    """Serves every call from a recorded run and runs none (`interlock replay`).
+
+    A call the recorded run never made raises `ReplayMismatch`, which surfaces as a failed
+    step and so as a difference in the determinism report. Served results are recorded again,
+    so the replay's lineage matches the original's.
+    """
+
+    writes = False
+
+    def __init__(self, results: RecordedResults, clock: Clock | None = None) -> None:
+        super().__init__(clock)
+        self.results = results
+
+    async def call(self, ctx: CallContext | None, dependency: str, action: str,
+                   args: dict[str, Any], run: Callable[[], Awaitable[T]]) -> T:
+        """The recorded result of this call; the call itself is never made."""
+        value = self.results.take(ctx.step_id if ctx else None, dependency, action, args)
+
+        async def served() -> T:
+            raise_recorded_error(dependency, value)
+            result: T = decode(value, self.types)
+            return result
+
+        attempted = self.attempted
+        try:
+            return await Recorder.call(self, ctx, dependency, action, args, served)
+        finally:
+            self.attempted = attempted  # serving is not attempting
 
 
 def raise_recorded_error(dependency: str, value: Any) -> None:

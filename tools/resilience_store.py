@@ -17,10 +17,10 @@ from typing import Any, Protocol
 import pybreaker
 from redis.exceptions import RedisError
 
-from graphs.errors import ConfigError
-from graphs.settings import DependencyPolicy
+from graphs.core.clock import Clock
+from graphs.core.errors import ConfigError
 from tools.budget import BudgetSnapshot, RetryBudget
-from tools.clock import Clock
+from tools.policy import DependencyPolicy
 
 _log = logging.getLogger(__name__)
 

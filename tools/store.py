@@ -18,15 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from graphs.state import Actor
-from tools.clock import Clock, iso, parse_iso
-from tools.recording import recorded
+from graphs.core.clock import Clock, iso, parse_iso
+from graphs.core.state import Actor
+from tools.recording import Recorder
 from tools.seed import SeedData, build_seed
 
 if TYPE_CHECKING:
     from tools.governor import CallContext
 
-__all__ = ["Item", "Order", "Policy", "Shipment", "Store", "ensure_store"]
+__all__ = ["STORE_TYPES", "Item", "Order", "Policy", "Shipment", "Store", "ensure_store"]
 
 T = TypeVar("T")
 
@@ -186,9 +186,12 @@ def _write_seed(path: Path, seed: SeedData, now: datetime) -> None:
 class Store:
     """Read access to the store database, scoped by actor."""
 
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None,
+                 recorder: Recorder | None = None) -> None:
         self.path = path
         self._clock = clock or Clock()
+        self._recorder = recorder or Recorder(self._clock)
+        self._recorder.learn(STORE_TYPES)
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
@@ -215,8 +218,8 @@ class Store:
             rows = await self._query(sql, (order_id, *_scope(actor)))
             return build(rows) if rows else None
 
-        return await recorded(ctx, self._clock, "store", action,
-                              {"order_id": order_id, "actor": dict(actor)}, read())
+        return await self._recorder.call(ctx, "store", action,
+                                         {"order_id": order_id, "actor": dict(actor)}, read)
 
     async def order(self, order_id: int, *, actor: Actor,
                     ctx: CallContext | None = None) -> Order | None:
@@ -230,7 +233,7 @@ class Store:
 
     async def policies(self, ctx: CallContext | None = None) -> list[Policy]:
         """Every version of the refund policy, oldest first."""
-        return await recorded(ctx, self._clock, "store", "policies", {}, self._policies())
+        return await self._recorder.call(ctx, "store", "policies", {}, self._policies)
 
     async def _policies(self) -> list[Policy]:
         rows = await self._query("SELECT * FROM policies ORDER BY effective_from", ())
@@ -250,6 +253,9 @@ class Store:
             "SELECT id FROM orders WHERE customer_id = ? ORDER BY placed_at DESC", (customer_id,))
         return [r["id"] for r in rows]
 
+
+STORE_TYPES: tuple[type, ...] = (Order, Item, Shipment, Policy)
+"""What store reads return (a replay serves them from the record)."""
 
 _ORDER_SQL = ("SELECT o.*, i.sku, i.name, i.quantity, i.unit_cents FROM orders o "
               "LEFT JOIN items i ON i.order_id = o.id WHERE o.id = ? AND (? IS NULL OR "

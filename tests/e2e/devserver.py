@@ -17,8 +17,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from graphs.core.state import Actor
 from graphs.keys import add_key
-from graphs.state import Actor
 from tools.simulators.payments import PaymentsSimulator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from graphs.core.clock import FakeClock
+from graphs.core.state import Actor
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import Settings
-from graphs.state import Actor
-from tools.clock import FakeClock
 from tools.toolbox import build_toolbox
 
 

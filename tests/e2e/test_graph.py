@@ -23,10 +23,8 @@ from agents.base import (
 from agents.orders import OrderValue
 from agents.refunds import idempotency_key
 from agents.registry import DEFAULT_WORKERS
-from graphs.errors import InputError, NotFoundError
-from graphs.runner import Interlock, open_interlock
-from graphs.settings import FaultSpec, Settings
-from graphs.state import (
+from graphs.core.errors import InputError, NotFoundError
+from graphs.core.state import (
     STAFF,
     Actor,
     InterlockContext,
@@ -35,6 +33,8 @@ from graphs.state import (
     WorkerInput,
     WorkerState,
 )
+from graphs.runner import Interlock, open_interlock
+from graphs.settings import FaultSpec, Settings
 from guards.approval import make_approval_guard
 from tests.fakes import ScriptedChatModel
 from tools.toolbox import build_toolbox
@@ -526,7 +526,7 @@ async def test_malformed_model_output_falls_back_to_rules(settings: Settings) ->
 
 
 async def test_unreachable_model_degrades_to_rules(settings: Settings) -> None:
-    from graphs.errors import DependencyError
+    from tools.errors import DependencyError
 
     down = DependencyError("HTTP 503", dependency="model", retryable=True, status=503)
     script = [down] * settings.policy("model").attempts

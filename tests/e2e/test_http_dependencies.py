@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -42,7 +41,8 @@ def served(settings: Settings) -> Iterator[dict[str, str]]:
 
 
 async def test_graph_over_real_http(settings: Settings, served: dict[str, str]) -> None:
-    settings = replace(settings, carrier_url=served["carrier"], payments_url=served["payments"])
+    settings = settings.with_url("carrier", served["carrier"]).with_url("payments",
+                                                                        served["payments"])
     async with open_interlock(settings) as app:
         assert app.toolbox.carrier_sim is None and app.toolbox.payments_sim is None
         tracked = await app.run("Where is my order 1042?")

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from graphs.errors import InputError, NotFoundError
+from graphs.core.errors import InputError, NotFoundError
 from graphs.replay import fork, replay
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import Settings

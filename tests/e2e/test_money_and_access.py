@@ -15,11 +15,11 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import Command
 
+from graphs.core.clock import parse_iso
+from graphs.core.state import STAFF, Actor, InterlockContext
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import Settings
-from graphs.state import STAFF, Actor, InterlockContext
 from guards.output import redact
-from tools.clock import parse_iso
 from tools.toolbox import build_toolbox
 
 CUSTOMER_9 = Actor(kind="customer", customer_id=9)
@@ -132,7 +132,7 @@ async def test_staff_in_a_customers_thread_see_what_the_customer_may_see(
 
 def test_redaction_and_reading_stay_linear_on_long_tokens() -> None:
     from agents.rules import rules_plan
-    from graphs.errors import InputError
+    from graphs.core.errors import InputError
 
     def cost(n: int) -> float:
         text = "Refund $" + "9" * n + " " + "a." * n + " how long " * (n // 10)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graphs.state import STAFF, Actor
+from graphs.core.state import STAFF, Actor
 from tests.e2e.devserver import ask, client, dev_server, refunds
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graphs.state import STAFF, Actor
+from graphs.core.state import STAFF, Actor
 from tests.e2e.devserver import ask, client, dev_server, refunds
 
 CUSTOMERS = {"customer3": 3, "customer9": 9, "customer11": 11, "customer12": 12,

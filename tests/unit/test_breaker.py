@@ -7,8 +7,8 @@ from typing import Any
 import pybreaker
 import pytest
 
+from graphs.core.clock import FakeClock
 from tools.breaker import AsyncBreaker, BreakerOpen, TransitionListener, current_transitions
-from tools.clock import FakeClock
 
 NAME = "dep"
 

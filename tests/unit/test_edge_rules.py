@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from graphs.admission import customer_run_problem, input_problem, internal_keys, resume_problem
+from graphs.core.clock import FakeClock
 from graphs.limits import ActorLimiter
 from graphs.settings import ActorLimits, Settings
-from tools.clock import FakeClock
 
 SETTINGS = Settings()
 DIGEST = "sha256:" + "a" * 64

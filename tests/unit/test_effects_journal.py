@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tools.clock import FakeClock
+from graphs.core.clock import FakeClock
 from tools.effects import EffectJournal, Exposure, Proposal
 
 LIMIT = 5000

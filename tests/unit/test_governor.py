@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from graphs.errors import DependencyError
-from graphs.state import Event
+from graphs.core.clock import FakeClock, iso
+from graphs.core.state import Event
 from tests.conftest import fast_settings
-from tools.clock import FakeClock, iso
+from tools.errors import DependencyError
 from tools.governor import CallContext, Governor
 
 DEP = "carrier"
@@ -303,7 +303,7 @@ async def test_refused_requests_do_not_trip_the_breaker(tmp_path: Path) -> None:
             await gov.call(DEP, op, CallContext(), action="track")
         assert caught.value.reason == "rejected"
     assert op.calls == 5
-    assert gov.breakers[DEP].state == "closed"
+    assert gov.breaker(DEP).state == "closed"
 
 
 async def test_attempt_timeout(tmp_path: Path) -> None:

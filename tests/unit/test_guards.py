@@ -4,9 +4,9 @@ import pytest
 
 from agents.orders import OrderValue
 from agents.registry import DEFAULT_WORKERS
-from graphs.errors import InputError
+from graphs.core.errors import InputError
+from graphs.core.state import Draft, Fact, Plan, PlanStep, RefundProposal
 from graphs.settings import Settings
-from graphs.state import Draft, Fact, Plan, PlanStep, RefundProposal
 from guards.approval import policy_reasons
 from guards.facts import check_fact
 from guards.intake import MAX_BYTES, check_message
@@ -174,8 +174,13 @@ def refund(order: int, status: str, amount: int = 2500) -> Fact:
                 worker_version="1", step_id="t1.s3", scope="staff")
 
 
+GROUNDS = [g for w in DEFAULT_WORKERS for g in w.grounds]
+CLAIMS = [c for w in DEFAULT_WORKERS for c in w.claims]
+
+
 def answer(*statements: str, facts: list[Fact]) -> tuple[str, list[str]]:
-    return check_answer(Draft(statements=list(statements), notices=["notice"]), facts)
+    return check_answer(Draft(statements=list(statements), notices=["notice"]), facts,
+                        GROUNDS, CLAIMS)
 
 
 def test_grounded_statements_pass() -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,12 +10,12 @@ import httpx
 import pytest
 import uvicorn
 
-from graphs.errors import DependencyError
+from graphs.core.clock import FakeClock
+from graphs.core.state import Actor
 from graphs.settings import FaultSpec, Settings
-from graphs.state import Actor
 from tests.conftest import fast_settings
 from tools.carrier import CarrierClient, Tracking
-from tools.clock import FakeClock
+from tools.errors import DependencyError
 from tools.governor import CallContext, Governor
 from tools.http import Handler, LoopClients
 from tools.payments import PaymentsClient
@@ -71,7 +70,7 @@ async def test_track_unknown_is_none(toolbox: Toolbox) -> None:
     assert toolbox.carrier_sim is not None
     assert await toolbox.carrier.track("ZZ999999999", CallContext()) is None
     assert toolbox.carrier_sim.stats.calls == 1  # a 404 is an answer, not a failure
-    assert toolbox.governor.breakers["carrier"].state == "closed"
+    assert toolbox.governor.breaker("carrier").state == "closed"
 
 
 async def test_carrier_failure_after_attempts(toolbox: Toolbox, settings: Settings) -> None:
@@ -152,7 +151,7 @@ async def test_refund_above_refundable_is_not_retried(toolbox: Toolbox) -> None:
     assert caught.value.dependency == "payments"
     assert sim.stats.calls == 1
     assert sim.all_refunds() == []
-    assert toolbox.governor.breakers["payments"].state == "closed"
+    assert toolbox.governor.breaker("payments").state == "closed"
 
 
 async def test_lost_answer_is_retried_without_a_second_refund(toolbox: Toolbox) -> None:
@@ -286,7 +285,7 @@ async def served_payments(settings: Settings) -> AsyncIterator[str]:
 
 async def test_refund_over_real_http(settings: Settings, served_payments: str) -> None:
     assert served_payments.startswith("http://127.0.0.1:")
-    toolbox = build_toolbox(replace(settings, payments_url=served_payments))
+    toolbox = build_toolbox(settings.with_url("payments", served_payments))
     assert toolbox.payments_sim is None
     # The client's connection must be closed before the server stops.
     try:

@@ -1,8 +1,8 @@
 import pytest
 
-from graphs.errors import InputError
-from graphs.plans import compute_waves, find_cycle, mentions
-from graphs.state import PlanStep
+from graphs.core.errors import InputError
+from graphs.core.plans import compute_waves, find_cycle, mentions
+from graphs.core.state import PlanStep
 
 
 def step(sid: str, *deps: str) -> PlanStep:

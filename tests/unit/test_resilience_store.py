@@ -11,10 +11,11 @@ import pybreaker
 import pytest
 import redis
 
-from graphs.errors import ConfigError, DependencyError
+from graphs.core.clock import FakeClock
+from graphs.core.errors import ConfigError
 from graphs.settings import Settings
 from tests.conftest import fast_settings
-from tools.clock import FakeClock
+from tools.errors import DependencyError
 from tools.governor import CallContext, Governor
 from tools.resilience_store import MemoryStore, RedisBudget, RedisStore, open_store
 
@@ -61,7 +62,7 @@ async def test_two_processes_share_one_breaker_through_redis(tmp_path: Path,
     for _ in range(2):
         with pytest.raises(DependencyError):
             await first.call("carrier", failing, CallContext(), action="track")
-    assert first.breakers["carrier"].state == pybreaker.STATE_OPEN
+    assert first.breaker("carrier").state == pybreaker.STATE_OPEN
     calls = 0
 
     async def counted(limit_s: float) -> str:
@@ -89,13 +90,13 @@ async def test_two_processes_share_one_retry_budget_through_redis(tmp_path: Path
                       store=RedisStore(REDIS_URL, namespace=namespace))
     # Ten first attempts through `first` fund floor(10 x 0.5) = 5 retries for both.
     for _ in range(10):
-        first.budgets["carrier"].deposit()
-    granted = sum(second.budgets["carrier"].try_withdraw() for _ in range(8))
+        first.budget("carrier").deposit()
+    granted = sum(second.budget("carrier").try_withdraw() for _ in range(8))
     assert granted == 5
-    snapshot = first.budgets["carrier"].snapshot()
+    snapshot = first.budget("carrier").snapshot()
     assert (snapshot.requests, snapshot.retries, snapshot.allowed) == (10, 5, 5)
     clock.advance(61)  # the window slides past all of it
-    assert first.budgets["carrier"].snapshot().requests == 0
+    assert first.budget("carrier").snapshot().requests == 0
 
 
 def test_unreachable_redis_at_start_is_a_config_error(tmp_path: Path) -> None:
@@ -109,6 +110,7 @@ async def test_redis_lost_later_refuses_retries_instead_of_storming(tmp_path: Pa
     store = RedisStore(REDIS_URL, namespace=namespace)
     governor = Governor(settings_for(tmp_path, attempts=3), clock=FakeClock(), store=store)
     dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    governor.breaker("carrier")  # the dependency's state is made; then its budget is swapped
     governor.budgets["carrier"] = RedisBudget(dead, "gone", governor.settings.policy("carrier"),
                                               governor.clock)
     calls = 0

@@ -1,7 +1,7 @@
 import pytest
 
 from agents.rules import rules_plan
-from graphs.errors import InputError
+from graphs.core.errors import InputError
 
 
 def shape(text: str) -> list[tuple[str, int | None, int | None, list[str]]]:

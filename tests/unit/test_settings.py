@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from graphs.errors import ConfigError
+from graphs.core.errors import ConfigError
 from graphs.settings import FaultSpec, Settings
 
 

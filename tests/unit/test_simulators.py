@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from graphs.settings import FaultSpec
-from graphs.state import Actor
-from tools.clock import FakeClock, parse_iso
+from graphs.core.clock import FakeClock, parse_iso
+from graphs.core.state import Actor
+from tools.policy import FaultSpec
 from tools.simulators import CarrierSimulator, PaymentsSimulator
 from tools.store import Store
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from graphs.state import Actor
-from tools.clock import FakeClock, parse_iso
+from graphs.core.clock import FakeClock, parse_iso
+from graphs.core.state import Actor
 from tools.seed import build_seed
 from tools.store import Store, ensure_store
 

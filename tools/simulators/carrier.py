@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from graphs.settings import FaultSpec
-from tools.clock import Clock, iso
+from graphs.core.clock import Clock, iso
+from tools.policy import FaultSpec
 from tools.simulators.faults import FaultInjector, SimulatorStats
 from tools.store import ensure_store
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from graphs.settings import FaultSpec
-from tools.clock import Clock
+from graphs.core.clock import Clock
+from tools.policy import FaultSpec
 
 __all__ = ["FaultInjector", "SimulatorStats"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from graphs.settings import FaultSpec
-from tools.clock import Clock
+from graphs.core.clock import Clock
+from tools.policy import FaultSpec
 from tools.simulators.faults import FaultInjector, SimulatorStats
 
 __all__ = ["ModelSimulator"]

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from graphs.settings import FaultSpec
-from tools.clock import Clock, iso
+from graphs.core.clock import Clock, iso
+from tools.policy import FaultSpec
 from tools.simulators.faults import FaultInjector, SimulatorStats
 from tools.store import ensure_store
 

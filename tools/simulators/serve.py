@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 
-from graphs.settings import FaultSpec, Settings
-from tools.simulators.carrier import CarrierSimulator
+from tools.config import ToolSettings
+from tools.dependencies import Simulator, SimulatorWiring
+from tools.policy import FaultSpec
 from tools.simulators.payments import PaymentsSimulator
 
 __all__ = ["asgi_app", "build_simulator", "serve"]
@@ -25,17 +26,17 @@ __all__ = ["asgi_app", "build_simulator", "serve"]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Simulator = CarrierSimulator | PaymentsSimulator
 
 
-def build_simulator(dependency: str, settings: Settings) -> Simulator:
-    """The simulator of `dependency`, with the faults settings give it."""
-    if dependency == "carrier":
-        return CarrierSimulator(settings.store_path, faults=settings.fault("carrier"))
-    if dependency == "payments":
-        return PaymentsSimulator(settings.payments_sim_path, settings.store_path,
-                                 faults=settings.fault("payments"))
-    raise ValueError(f"no simulator for {dependency!r}")
+def build_simulator(dependency: str, settings: ToolSettings) -> Simulator:
+    """The simulator of a registered dependency, with the faults settings give it."""
+    registered = {d.name: d for d in settings.dependencies}.get(dependency)
+    if registered is None or registered.simulator is None:
+        names = ", ".join(d.name for d in settings.dependencies if d.simulator is not None)
+        raise ValueError(f"no simulator for {dependency!r} (simulated: {names})")
+    return registered.simulator(SimulatorWiring(home=settings.home,
+                                                store_path=settings.store_path,
+                                                faults=settings.fault(dependency)))
 
 
 def _control(sim: Simulator, method: str, path: str, body: bytes) -> httpx.Response | None:
@@ -86,7 +87,7 @@ def asgi_app(sim: Simulator) -> Callable[[Scope, Receive, Send], Awaitable[None]
     return app
 
 
-async def serve(dependency: str, settings: Settings, *, host: str = "127.0.0.1",
+async def serve(dependency: str, settings: ToolSettings, *, host: str = "127.0.0.1",
                 port: int = 0) -> None:
     """Serve one simulator until interrupted; prints its base URL once listening."""
     import uvicorn

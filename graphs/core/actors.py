@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.config import get_config
-from langgraph.runtime import Runtime
+from typing_extensions import TypedDict
 
-from graphs.state import STAFF, Actor, InterlockContext, RequestInfo
+if TYPE_CHECKING:  # LangGraph loads when a graph runs, not for the CLI's key commands
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.runtime import Runtime
 
-__all__ = ["as_actor", "is_staff", "may_act_for", "resolve_actor", "server_owner", "viewer_for",
-           "viewer_of"]
+    from graphs.core.state import InterlockContext, RequestInfo
+
+__all__ = ["STAFF", "Actor", "as_actor", "is_staff", "may_act_for", "resolve_actor",
+           "server_owner", "viewer_for", "viewer_of"]
+
+
+class Actor(TypedDict):
+    """Who is asking. Never read from messages or other user-controlled input."""
+
+    kind: Literal["staff", "customer"]
+    """Support staff see every order and may approve refunds; a customer sees their own only."""
+    customer_id: int | None
+    """The customer's id when `kind` is `customer`, else None."""
+
+
+STAFF: Actor = {"kind": "staff", "customer_id": None}
+"""The default actor of the Python API and the CLI."""
+
 
 
 def _field(value: Any, name: str) -> Any:
@@ -42,16 +58,15 @@ def resolve_actor(runtime: Runtime[InterlockContext] | None,
     a valid actor yields a customer who sees nothing (fail closed), never staff.
     """
     if config is None:
-        try:
-            config = get_config()
-        except RuntimeError:  # called outside a graph run
-            config = {}
+        config = _config()
     server = runtime.server_info if runtime is not None else None
     user = server.user if server is not None and server.user is not None else (
         (config.get("configurable") or {}).get("langgraph_auth_user"))
     if user is not None:
         actor = as_actor(user)
         return actor or Actor(kind="customer", customer_id=None)
+    from graphs.core.state import InterlockContext
+
     context = runtime.context if runtime is not None else None
     if context is None:
         return STAFF
@@ -100,10 +115,7 @@ def server_owner(config: RunnableConfig | None = None) -> Actor | None:
     (a run from an earlier checkpoint, or the first run on a thread someone else created).
     """
     if config is None:
-        try:
-            config = get_config()
-        except RuntimeError:
-            return None
+        config = _config()
     owner = (config.get("metadata") or {}).get("owner")
     if not isinstance(owner, str):
         return None
@@ -113,3 +125,12 @@ def server_owner(config: RunnableConfig | None = None) -> Actor | None:
     if kind == "customer" and rest.isdigit():
         return Actor(kind="customer", customer_id=int(rest))
     return None
+
+
+def _config() -> RunnableConfig:
+    from langgraph.config import get_config
+
+    try:
+        return get_config()
+    except RuntimeError:  # called outside a graph run
+        return {}

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from graphs.errors import InputError
-from graphs.state import PlanStep
+from graphs.core.errors import InputError
+from graphs.core.state import PlanStep
 
 __all__ = [
     "Mentions",

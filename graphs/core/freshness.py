@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from graphs.state import Actor, Fact
-from tools.clock import parse_iso
+from graphs.core.clock import parse_iso
+from graphs.core.state import Actor, Fact
 
 __all__ = ["scope_of", "staleness"]
 

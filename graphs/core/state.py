@@ -1,0 +1,493 @@
+"""State schema and value types of the supervisor graph (imports nothing of ours).
+
+Everything kept in graph state is plain JSON-like data (TypedDicts of str, int, bool, lists and
+dicts): checkpoints stay readable by any tool, the LangGraph server returns them as they are,
+notebooks get plain data back, and strict msgpack deserialization needs no allow-list.
+Times are RFC 3339 strings in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, NotRequired
+
+from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage, convert_to_messages
+from langgraph.channels.delta import DeltaChannel
+from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
+
+from graphs.core.actors import STAFF, Actor
+
+__all__ = [
+    "Actor",
+    "ApprovalDecision",
+    "ApprovalRequest",
+    "Draft",
+    "ErrorInfo",
+    "Event",
+    "Fact",
+    "InputState",
+    "InterlockContext",
+    "InterlockState",
+    "Plan",
+    "PlanStep",
+    "RefundProposal",
+    "RequestInfo",
+    "STAFF",
+    "STUB_MARK",
+    "Status",
+    "StepResult",
+    "StepStatus",
+    "Verdict",
+    "VerdictAction",
+    "WorkerInput",
+    "WorkerOutput",
+    "WorkerReport",
+    "WorkerState",
+    "merge_dicts",
+    "merge_inbox",
+]
+
+Status = Literal["running", "completed", "awaiting_approval", "refused", "failed"]
+"""Status of the current request; the CLI and API report all but `running`."""
+
+StepStatus = Literal["done", "degraded", "not_found", "refused", "failed", "skipped"]
+"""Outcome of one plan step."""
+
+VerdictAction = Literal["allow", "redact", "refuse", "escalate", "skip"]
+"""What a guard did with what it looked at."""
+
+
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterlockContext:
+    """Run-scoped context passed as `context=` to `ainvoke`/`astream` (not part of state)."""
+
+    actor: Actor = field(default_factory=lambda: Actor(kind="staff", customer_id=None))
+    """Who starts or resumes this run; the intake guard records it as the request's actor."""
+    deadline_at: str | None = None
+    """This invocation's deadline (RFC 3339); a resumed run gets a fresh one instead of the
+    request's original, which may have passed while it waited for a human or a restart."""
+
+
+class RequestInfo(TypedDict):
+    """The current turn's request as the intake guard accepted it."""
+
+    turn: int
+    """1-based number of this request within its thread."""
+    message_id: str
+    """Id of the user's message; a message already handled is never handled twice."""
+    text: str
+    """The user's message, as received."""
+    received_at: str
+    """When the intake guard accepted the request."""
+    deadline_at: str
+    """End-to-end deadline of this request; every worker and tool call gets what is left."""
+    actor: Actor
+    """Who asked, taken from the run's context or the server's auth, never from the message."""
+    viewer: NotRequired[Actor]
+    """Whose view the request's reads take: the actor's, except that staff asking in a
+    customer's thread see what that customer may see (nothing of another customer's enters
+    a thread its owner can read)."""
+    origin: NotRequired[str]
+    """The thread this conversation began in (copies and forks keep it): with the turn and the
+    plan step it names a side effect for good, whoever re-runs, replays or copies it."""
+
+
+class PlanStep(TypedDict):
+    """One step of a plan: a worker, its arguments, and the steps it waits for."""
+
+    id: str
+    """Unique within the thread: `t<turn>.s<n>`."""
+    worker: str
+    """Name of the worker subgraph that executes this step."""
+    order_id: int | None
+    """The order this step is about, if any."""
+    amount_cents: int | None
+    """An amount the request named (refunds), if any."""
+    depends_on: list[str]
+    """Ids of steps that must finish first; steps with no pending dependency run in parallel."""
+    args: NotRequired[dict[str, Any]]
+    """Arguments of the step's worker besides the order and amount (its `WorkerSpec.args`)."""
+
+
+class Plan(TypedDict):
+    """The validated plan the supervisor executes."""
+
+    source: Literal["rules", "model"]
+    """Which planner produced it (`rules` after a rejected model plan)."""
+    intents: list[str]
+    """What the planner recognised: order_status, tracking, refund, policy, clarify."""
+    steps: list[PlanStep]
+    """The steps, in declaration order."""
+    waves: list[list[str]]
+    """Declared execution order: each wave runs in parallel once the previous wave finished."""
+
+
+class Fact(TypedDict):
+    """Something a worker established, with its provenance."""
+
+    id: str
+    """Stable key, `<kind>:<subject>`; a later fact with the same id supersedes the earlier."""
+    kind: str
+    """order, shipment, policy, refund. Each kind has exactly one owning worker."""
+    subject: str
+    """What the fact is about (an order number, a policy name)."""
+    value: dict[str, Any]
+    """The payload, validated against the kind's schema by the fact guard."""
+    source: str
+    """Where it came from: store, carrier, payments, policy."""
+    version: str | None
+    """Version of the source document or record, if it has one (policy versions)."""
+    as_of: str
+    """When the source said so."""
+    worker: str
+    """Which worker wrote it."""
+    worker_version: str
+    """That worker's own version."""
+    step_id: str
+    """The plan step that produced it."""
+    scope: str
+    """Whose view it is (`staff` or `customer:<id>`); a fact is never reused across scopes."""
+
+
+class Verdict(TypedDict):
+    """A guard's decision, kept in state so the checkpoint history shows who decided what."""
+
+    guard: str
+    """Which guard: intake, plan, facts, approval, output."""
+    passed: bool
+    """False when the guard stopped, rewrote or escalated something."""
+    action: VerdictAction
+    """allow, redact, refuse or escalate."""
+    reasons: list[str]
+    """Why, in short machine-readable phrases (`code: detail`)."""
+    fact_ids: list[str]
+    """The facts the guard looked at."""
+    step_id: str | None
+    """The plan step concerned, if any."""
+    turn: int
+    """The request (turn) this verdict belongs to."""
+    at: str
+    """When the guard decided."""
+
+
+class Event(TypedDict):
+    """One recorded decision of the tool layer: an attempt, a retry, a breaker transition."""
+
+    at: str
+    """When it happened."""
+    kind: str
+    """attempt, retry, breaker, rejected, deadline, fallback, reconcile."""
+    dependency: str | None
+    """The dependency concerned (carrier, payments, model), if any."""
+    thread_id: str | None
+    """The request's thread."""
+    step_id: str | None
+    """The plan step that made the call, if any (its id names the request's turn)."""
+    detail: dict[str, Any]
+    """Attempt number, status code, reason, breaker states, and so on."""
+
+
+class ErrorInfo(TypedDict):
+    """Why a request ended without a full answer."""
+
+    code: str
+    """bad_input, not_found, refused, hop_limit, deadline, internal."""
+    message: str
+    """A sentence for a person."""
+
+
+class ApprovalRequest(TypedDict):
+    """What a human is asked to approve (the `interrupt()` value of the approval guard).
+
+    An answer must name `digest`: it approves exactly this proposal, never one that took its
+    place while the reviewer was reading.
+    """
+
+    kind: Literal["refund_approval"]
+    """Always `refund_approval` for now."""
+    step_id: str
+    """The refund step waiting for the decision."""
+    order_id: int
+    """The order to refund."""
+    amount_cents: int
+    """The amount to refund."""
+    currency: str
+    """ISO currency code."""
+    limit_cents: int
+    """The auto-approval limit."""
+    reason: str
+    """Why a human is asked (`above_limit: ...`, `amount_not_stated: ...`, ...), the first of
+    `reasons`."""
+    reasons: NotRequired[list[str]]
+    """Every reason a human is asked (limits, cumulative limits, a likely duplicate)."""
+    policy_version: str
+    """The refund policy version the refund was checked against."""
+    requested_by: Actor
+    """Who asked for the refund."""
+    requested_at: NotRequired[str]
+    """When it was asked for."""
+    digest: NotRequired[str]
+    """`sha256:<hex>` of what is shown (the payment's key and terms, who asked, the policy
+    version): an answer carries it back, so it binds to this proposal alone."""
+    refused_answer: NotRequired[str]
+    """Why the last answer sent was not taken (the proposal still waits)."""
+
+
+class RefundProposal(TypedDict):
+    """A side effect the refunds worker wants to make; the approval guard decides on it."""
+
+    step_id: str
+    """The refund step."""
+    order_id: int
+    """The order to refund."""
+    amount_cents: int
+    """The amount to refund (the request's, or what is left when it named none)."""
+    currency: str
+    """ISO currency code."""
+    order_status: str
+    """The order's status in the store."""
+    delivered_at: str | None
+    """When the order was delivered, if it was."""
+    paid_cents: int
+    """What was charged."""
+    refunded_cents: int
+    """What the payments service has already refunded."""
+    policy_version: str | None
+    """The policy version in effect at the request's time (None: no policy found)."""
+    return_window_days: int | None
+    """That version's return window."""
+    requested_at: str
+    """When the refund was requested (the policy and window are judged at this moment)."""
+    requested_by: Actor
+    """Who asked."""
+    customer_id: NotRequired[int]
+    """Whose order it is (cumulative limits are counted per customer)."""
+    idempotency_key: NotRequired[str]
+    """The payment's key: the effect's identity (origin thread, turn, step) and its terms."""
+    effect_id: NotRequired[str]
+    """The effect's identity without its terms (one per plan step, across re-runs)."""
+    seen_cents: NotRequired[int]
+    """Everything the payments service reported refunded on the order when this was proposed
+    (a change while a human decides stops the payment)."""
+    recent: NotRequired[list[dict[str, Any]]]
+    """The order's refunds, as the payments service reported them (refund id, amount, when);
+    the approval guard weighs those within its windows."""
+
+
+class ApprovalDecision(TypedDict):
+    """What the approval guard decided about a proposal."""
+
+    decision: Literal["allow", "refuse", "rejected"]
+    """allow: pay; refuse: policy forbids it; rejected: a human (or non-staff) said no."""
+    reasons: list[str]
+    """Why, citing the policy version where it applies."""
+    approver: Actor | None
+    """Who approved or rejected, when a human decided."""
+    escalated: bool
+    """Whether a human was asked."""
+    decided_at: str
+    """When the decision was taken."""
+
+
+class Draft(TypedDict):
+    """The responder's answer, before the output guard."""
+
+    statements: list[str]
+    """Statements drawn from facts; each must be backed by a fact of this request."""
+    notices: list[str]
+    """Messages of our own (errors, help, what could not be checked); redacted, not grounded."""
+
+
+class StepResult(TypedDict):
+    """How one plan step ended, as the fact guard recorded it."""
+
+    step_id: str
+    """The step."""
+    worker: str
+    """The worker that ran it."""
+    status: StepStatus
+    """done, degraded, not_found, refused, failed or skipped."""
+    fact_ids: list[str]
+    """Facts this step established (after the fact guard)."""
+    note: str
+    """A short explanation for people."""
+
+
+class WorkerReport(TypedDict):
+    """What a worker subgraph hands back for one step; the fact guard decides what is kept."""
+
+    step_id: str
+    """The step the worker executed."""
+    worker: str
+    """The worker's name."""
+    status: StepStatus
+    """The worker's own view of the outcome."""
+    facts: list[Fact]
+    """Proposed facts; only those the worker owns and that validate are committed."""
+    degraded: list[str]
+    """Dependencies the worker could not reach."""
+    note: str
+    """A short explanation for people."""
+
+
+def _fold_append(state: list[Any], writes: Sequence[list[Any] | None]) -> list[Any]:
+    return [*state, *(item for write in writes for item in (write or []))]
+
+
+def _fold_merge(state: dict[str, Any], writes: Sequence[dict[str, Any] | None]
+                ) -> dict[str, Any]:
+    merged = dict(state)
+    for write in writes:
+        merged.update(write or {})
+    return merged
+
+
+STUB_MARK = "interlock_stub"
+"""`additional_kwargs` marker of the intake guard's stand-ins for messages it does not keep: the
+only writes that may take the place of a message already in the conversation."""
+
+
+def _fold_messages(state: list[Any], writes: Sequence[Any]) -> list[Any]:
+    """The conversation: messages are appended; what is said stays said.
+
+    A message whose id is already in the conversation does not replace it (a client resending
+    its POST, or rewriting an earlier answer, changes nothing), except for the intake guard's
+    stubs; `RemoveMessage` is ignored. `add_messages` would do both.
+    """
+    folded: list[Any] = list(convert_to_messages(state)) if state else []
+    known = {m.id for m in folded if isinstance(m, BaseMessage) and m.id}
+    for write in writes:
+        items = write if isinstance(write, list) else [write]
+        kept: list[Any] = []
+        for message in convert_to_messages(items):
+            if isinstance(message, RemoveMessage):
+                continue
+            if message.id in known and not message.additional_kwargs.get(STUB_MARK):
+                continue
+            kept.append(message)
+        if kept:
+            folded = list(add_messages(folded, kept))
+            known.update(m.id for m in kept if m.id)
+    return folded
+
+
+# Channels that grow for the life of a thread keep only their new writes in each checkpoint
+# (LangGraph's DeltaChannel, which replays ancestor writes on read and snapshots every 100
+# updates): a checkpoint's size stays flat however long the conversation gets.
+MESSAGES: DeltaChannel[list[Any]] = DeltaChannel(_fold_messages)
+APPEND: DeltaChannel[list[Any]] = DeltaChannel(_fold_append)
+MERGE: DeltaChannel[dict[str, Any]] = DeltaChannel(_fold_merge)
+
+
+def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Reducer: right-biased merge of two dicts."""
+    if not left:
+        return dict(right or {})
+    if not right:
+        return left
+    return {**left, **right}
+
+
+def merge_inbox(
+    left: list[WorkerReport] | None, right: list[WorkerReport] | None
+) -> list[WorkerReport]:
+    """Reducer for the worker inbox: append (the fact guard empties it with `Overwrite`)."""
+    return [*(left or []), *(right or [])]
+
+
+def _append(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
+    return [*(left or []), *(right or [])]
+
+
+class InputState(TypedDict):
+    """What callers may send: messages only. Actor, plan and facts are never accepted as input."""
+
+    messages: Annotated[list[AnyMessage], MESSAGES]
+    """The conversation; the last human message is the request."""
+
+
+class InterlockState(TypedDict):
+    """The supervisor graph's state."""
+
+    messages: Annotated[list[AnyMessage], MESSAGES]
+    """The conversation; the last AI message is the answer."""
+    owner: NotRequired[Actor]
+    """Who started the thread; a customer may only continue a thread they own."""
+    origin: NotRequired[str]
+    """The thread the conversation began in (a copy or fork keeps its original's)."""
+    transcript_len: NotRequired[int]
+    """How many messages the conversation had when the graph last finished with it: later
+    ones are a new request's input, checked by the intake guard."""
+    request: NotRequired[RequestInfo]
+    """The current request, as the intake guard accepted it."""
+    plan: NotRequired[Plan | None]
+    """The current request's validated plan."""
+    candidate_plan: NotRequired[Plan | None]
+    """The planner's proposal, before the plan guard."""
+    planner_fallback: NotRequired[str | None]
+    """Why the model's plan could not be used (the rules planner stood in), if it could not."""
+    dispatched: NotRequired[list[str]]
+    """Steps of the current plan the supervisor has sent to workers."""
+    refreshed: NotRequired[list[str]]
+    """Steps of the current plan re-run because their facts went stale (at most once each)."""
+    hops: NotRequired[int]
+    """Supervisor hops in the current request; bounded by the hop limit."""
+    inbox: NotRequired[Annotated[list[WorkerReport], merge_inbox]]
+    """Worker reports waiting for the fact guard."""
+    results: NotRequired[Annotated[dict[str, StepResult], MERGE]]
+    """Outcome of each step of the thread, by step id."""
+    facts: NotRequired[Annotated[dict[str, Fact], MERGE]]
+    """Facts in force, by fact id; only the fact guard writes here."""
+    verdicts: NotRequired[Annotated[list[Verdict], APPEND]]
+    """Every guard verdict of the thread, in order."""
+    events: NotRequired[Annotated[list[Event], APPEND]]
+    """Every recorded tool-layer decision of the thread, in order."""
+    degraded: NotRequired[list[str]]
+    """Dependencies the current request could not reach."""
+    draft_answer: NotRequired[Draft | None]
+    """The responder's answer before the output guard (cleared once the guard has run)."""
+    status: NotRequired[Status]
+    """Status of the current request."""
+    error: NotRequired[ErrorInfo | None]
+    """Why the current request ended early, if it did."""
+
+
+class WorkerInput(TypedDict):
+    """What the supervisor sends a worker (via `Send`): one step and what it may rely on."""
+
+    step: PlanStep
+    """The step to execute."""
+    request: RequestInfo
+    """The request, with its actor and deadline."""
+    facts: dict[str, Fact]
+    """Facts from the steps this step depends on (for `reconcile`: the step's own facts)."""
+    mode: NotRequired[Literal["run", "reconcile"]]
+    """`run` (default), or `reconcile`: settle an effect whose outcome was unknown."""
+
+
+class WorkerState(WorkerInput):
+    """A worker subgraph's own state: its input, scratch space, and what it reports."""
+
+    scratch: NotRequired[Annotated[dict[str, Any], merge_dicts]]
+    """Private intermediate values of the worker's nodes."""
+    inbox: NotRequired[Annotated[list[WorkerReport], merge_inbox]]
+    """The worker's report (one per step)."""
+    verdicts: NotRequired[Annotated[list[Verdict], _append]]
+    """Verdicts of guards that run inside the worker (the approval guard)."""
+    events: NotRequired[Annotated[list[Event], _append]]
+    """Tool-layer events of the worker's calls."""
+
+
+class WorkerOutput(TypedDict):
+    """What a worker subgraph may write back to the supervisor graph: nothing else passes."""
+
+    inbox: NotRequired[Annotated[list[WorkerReport], merge_inbox]]
+    """The worker's report."""
+    verdicts: NotRequired[Annotated[list[Verdict], _append]]
+    """Verdicts of guards inside the worker."""
+    events: NotRequired[Annotated[list[Event], _append]]
+    """Tool-layer events of the worker's calls."""
