@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from graphs.core.actors import may_act_for, resolve_actor, viewer_of
 from graphs.core.answers import AnswerContext, Claim, Ground
 from graphs.core.clock import iso, parse_iso
+from graphs.core.effects import EffectRules
 from graphs.core.freshness import scope_of
 from graphs.core.state import (
     Event,
@@ -119,6 +120,9 @@ class WorkerSpec:
     """What an answer may state that its facts must back (the output guard checks each)."""
     claims: tuple[Claim, ...] = ()
     """Claims only its executed effects may make (the output guard checks each)."""
+    effects: EffectRules | None = None
+    """For a worker with side effects: what the approval gate applies to its proposals (its
+    policy, and its re-check after a human decided); the gate is `deps.guards["approval"]`."""
 
 
 def make_fact(spec: WorkerSpec, step: PlanStep, *, kind: str, subject: str,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -32,24 +32,26 @@ from agents.base import (
 from graphs.core.actors import viewer_of
 from graphs.core.answers import MONEY, AnswerContext, Claim, money
 from graphs.core.clock import iso, parse_iso
+from graphs.core.effects import EffectRules, Proposal
 from graphs.core.state import (
     ApprovalDecision,
     Event,
     Fact,
     InterlockContext,
     PlanStep,
-    RefundProposal,
     RequestInfo,
     WorkerInput,
     WorkerOutput,
     WorkerState,
 )
 from tools.errors import DependencyError
+from tools.exactly_once import Outcome, may_succeed_later, perform
 from tools.governor import CallContext
 from tools.payments import Refund
 from tools.toolbox import Toolbox
 
-__all__ = ["REFUND_MADE", "SPEC", "RefundValue", "describe", "effect_id", "idempotency_key"]
+__all__ = ["REFUND_MADE", "RULES", "SPEC", "RefundValue", "describe", "effect_id",
+           "idempotency_key", "policy_reasons", "recheck"]
 
 RefundStatus = Literal["executed", "pending", "refused", "rejected", "failed", "not_found"]
 
@@ -134,13 +136,6 @@ def _when(moment: str) -> str:
         return iso(datetime.now(UTC))
 
 
-def _outcome_unknown(events: list[Event]) -> bool:
-    """Whether any attempt may have reached the service without a definite answer."""
-    return any(e["kind"] == "attempt" and e["detail"].get("action") == "refund"
-               and e["detail"].get("outcome") == "error" and e["detail"].get("retryable")
-               for e in events)
-
-
 async def _ask_first(toolbox: Toolbox, ctx: CallContext, order_id: int, key: str,
                      earlier: int) -> None:
     """Ask the payments service what it knows before trying again; put it on the record.
@@ -160,12 +155,6 @@ async def _ask_first(toolbox: Toolbox, ctx: CallContext, order_id: int, key: str
         thread_id=ctx.thread_id, step_id=ctx.step_id, detail=detail))
 
 
-def _may_succeed_later(exc: DependencyError) -> bool:
-    """Whether a payment refused before it was attempted may go through later."""
-    return exc.retryable or exc.reason in ("breaker_open", "bulkhead_full", "deadline",
-                                           "retry_budget_exhausted", "timeout", "unavailable")
-
-
 def _refund_fact(step: PlanStep, now: datetime, **value: Any) -> Fact:
     """The `refund` fact of a step."""
     return make_fact(SPEC, step, kind="refund", subject=step["id"],
@@ -178,25 +167,80 @@ _TERMS = ("order_id", "amount_cents", "currency", "policy_version")
 
 
 async def _pay(toolbox: Toolbox, ctx: CallContext, step_id: str, key: str,
-               terms: dict[str, Any], *, ask_first: bool) -> tuple[int, Refund | DependencyError]:
-    """Note the payment in the journal, ask first if needed, send it under `key`.
-
-    Returns the attempts noted before this one, and the refund or why it failed. The same key
-    can only ever make one refund: if an earlier attempt landed, the service answers with it.
-    """
-    earlier = 0
-    try:
-        earlier = await toolbox.effects.begin(key, dependency="payments", ctx=ctx,
-                                              request={k: terms[k] for k in _TERMS})
-        if ask_first or earlier:
-            # A run that died after sending this payment may have made it: ask first.
-            await _ask_first(toolbox, ctx, terms["order_id"], key, earlier)
-        return earlier, await toolbox.payments.refund(
+               terms: dict[str, Any], *, ask_first: bool) -> Outcome[Refund]:
+    """Pay under `key`, exactly once; ask the service first when an earlier attempt may have."""
+    return await perform(
+        toolbox.effects, key, dependency="payments", action="refund",
+        terms={k: terms[k] for k in _TERMS}, ctx=ctx, ask_first=ask_first,
+        ask=lambda earlier: _ask_first(toolbox, ctx, terms["order_id"], key, earlier),
+        send=lambda: toolbox.payments.refund(
             order_id=terms["order_id"], amount_cents=terms["amount_cents"],
             currency=terms["currency"], reason=f"support request {step_id}",
-            idempotency_key=key, ctx=ctx)
+            idempotency_key=key, ctx=ctx))
+
+
+def policy_reasons(p: Proposal) -> list[str]:
+    """Why the refund policy forbids this refund (empty: it allows it), citing its version."""
+    d = p["details"]
+    version = p["policy_version"]
+    cur = p["currency"]
+    order = d["order_id"]
+    reasons: list[str] = []
+    if version is None or d.get("return_window_days") is None:
+        return ["no_policy: no refund policy was in effect at the time of the request"]
+    cite = f"(refund policy {version})"
+    left = d["paid_cents"] - d["refunded_cents"]
+    status = d["order_status"]
+    if status == "cancelled" or d["paid_cents"] == 0:
+        reasons.append(f"not_charged: order {order} was cancelled and never charged {cite}")
+    elif status == "shipped":
+        reasons.append(f"in_transit: order {order} is in transit; it can be refunded once "
+                       f"delivered {cite}")
+    elif status in ("delivered", "partially_refunded"):
+        delivered = d.get("delivered_at")
+        if delivered is None:
+            reasons.append(f"no_delivery_date: order {order} has no delivery date {cite}")
+        else:
+            days = d["return_window_days"]
+            closes = parse_iso(delivered) + timedelta(days=days)
+            if parse_iso(p["requested_at"]) > closes:
+                reasons.append(f"outside_window: order {order} was delivered on "
+                               f"{delivered[:10]}; the {days}-day return window closed on "
+                               f"{iso(closes)[:10]} {cite}")
+    if p["impact_cents"] > left and not reasons:
+        reasons.append(f"exceeds_paid: {money(p['impact_cents'], cur)} is more than the "
+                       f"{money(max(left, 0), cur)} left of what was paid on order {order} "
+                       f"{cite}")
+    return reasons
+
+
+async def recheck(p: Proposal, toolbox: Toolbox, ctx: CallContext) -> list[str]:
+    """What changed while a human decided that stops the refund (empty: nothing did)."""
+    d = p["details"]
+    order = await toolbox.store.order(d["order_id"], actor=p["requested_by"], ctx=ctx)
+    try:
+        earlier = await toolbox.payments.refunds(d["order_id"], ctx)
     except DependencyError as exc:
-        return earlier, exc
+        return [f"payments_unavailable: could not re-check earlier refunds after the "
+                f"approval ({exc.reason}); no money was moved"]
+    if order is None:
+        return [f"order_gone: order {d['order_id']} is no longer visible"]
+    seen = sum(r.amount_cents for r in earlier)
+    was = int(d["seen_cents"])
+    fresh = Proposal(**{**p, "details": {
+        **d, "order_status": order.status, "paid_cents": order.paid_cents,
+        "refunded_cents": d["refunded_cents"] + seen - was}})
+    if problems := policy_reasons(fresh):
+        return problems
+    if seen != was:
+        return [f"refunds_changed: refunds on order {d['order_id']} came to "
+                f"{money(was, p['currency'])} when approval was asked and come to "
+                f"{money(seen, p['currency'])} now; ask again"]
+    return []
+
+
+RULES = EffectRules(problems=policy_reasons, recheck=recheck)
+"""What the approval gate applies to a refund: the policy in effect, and a re-check."""
 
 
 def _build(deps: WorkerDeps) -> WorkerGraph:
@@ -243,24 +287,31 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
             refunded = max(0, refunded - amount)
         left = max(0, order.paid_cents - refunded)
         amount = amount if amount is not None else left
-        # Every refund of the order, for the approval guard to weigh within its windows.
-        recent = [{"refund_id": r.refund_id, "amount_cents": r.amount_cents,
-                   "created_at": _when(r.created_at)} for r in earlier]
-        proposal = RefundProposal(
-            step_id=step["id"], order_id=order_id, amount_cents=amount,
-            currency=order.currency, order_status=order.status,
-            delivered_at=iso(order.delivered_at) if order.delivered_at else None,
-            paid_cents=order.paid_cents, refunded_cents=refunded,
+        key = prior["key"] if prior is not None else idempotency_key(
+            request, step["id"], order_id, amount, order.currency)
+        proposal = Proposal(
+            effect=SPEC.name, kind="refund_approval", step_id=step["id"],
+            summary=f"Refund {money(amount, order.currency)} on order {order_id}",
+            subject=f"order:{order_id}", principal=f"customer:{order.customer_id}",
+            impact_cents=amount, currency=order.currency,
+            amount_stated=step["amount_cents"] is not None, key=key, effect_id=effect,
             policy_version=policy.version if policy else None,
-            return_window_days=policy.return_window_days if policy else None,
             requested_at=request["received_at"], requested_by=request["actor"],
-            customer_id=order.customer_id, effect_id=effect,
-            idempotency_key=prior["key"] if prior is not None else idempotency_key(
-                request, step["id"], order_id, amount, order.currency),
-            seen_cents=seen, recent=recent)
-        if proposal["amount_cents"] <= 0:
+            terms={"order_id": order_id, "amount_cents": amount, "currency": order.currency,
+                   "policy_version": policy.version if policy else None},
+            shown={"order_id": order_id, "amount_cents": amount},
+            details={"order_id": order_id, "order_status": order.status,
+                     "delivered_at": iso(order.delivered_at) if order.delivered_at else None,
+                     "paid_cents": order.paid_cents, "refunded_cents": refunded,
+                     "return_window_days": policy.return_window_days if policy else None,
+                     "seen_cents": seen},
+            # Every refund of the order, for the gate to weigh within its windows.
+            recent=[{"id": r.refund_id, "impact_cents": r.amount_cents,
+                     "at": _when(r.created_at)} for r in earlier],
+            facts=[f"order:{order_id}", "policy:refund"])
+        if amount <= 0:
             fact = _refund_fact(step, now, order_id=order_id, status="refused", amount_cents=0,
-                               currency=proposal["currency"], left_cents=left,
+                               currency=order.currency, left_cents=left,
                                policy_version=proposal["policy_version"],
                                reasons=[f"nothing_left: order {order_id} has nothing left to "
                                         f"refund"])
@@ -277,12 +328,14 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         now = toolbox.clock.now()
         ctx = call_context(state, toolbox, runtime)
         common = {k: pending[k] for k in (*_TERMS, "left_cents")}
-        _, refund = await _pay(toolbox, ctx, step["id"], key, common, ask_first=True)
-        if isinstance(refund, DependencyError):
+        outcome = await _pay(toolbox, ctx, step["id"], key, common, ask_first=True)
+        refund = outcome.result
+        if refund is None:
+            assert outcome.error is not None
             fact = _refund_fact(step, now, status="pending", idempotency_key=key,
                                reasons=[f"outcome_unknown: still not confirmed "
-                                        f"({refund.reason}); retrying with the same key cannot "
-                                        f"pay twice"], **common)
+                                        f"({outcome.error.reason}); retrying with the same key "
+                                        f"cannot pay twice"], **common)
             return report(SPEC, step, "degraded", [fact], degraded=["payments"],
                           note="pending", events=ctx.events)
         how = ("the earlier attempt had gone through" if refund.replayed
@@ -307,32 +360,34 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
     async def execute(state: WorkerState, runtime: Runtime[InterlockContext]) -> dict[str, Any]:
         step = state["step"]
         scratch = state["scratch"]
-        proposal: RefundProposal = scratch["proposal"]
+        proposal: Proposal = scratch["proposal"]
         decision: ApprovalDecision = scratch["approval"]
         now = toolbox.clock.now()
-        common = {"order_id": proposal["order_id"], "amount_cents": proposal["amount_cents"],
+        d = proposal["details"]
+        common = {"order_id": d["order_id"], "amount_cents": proposal["impact_cents"],
                   "currency": proposal["currency"], "policy_version": proposal["policy_version"],
-                  "left_cents": proposal["paid_cents"] - proposal["refunded_cents"]}
+                  "left_cents": d["paid_cents"] - d["refunded_cents"]}
         if decision["decision"] != "allow":
             status: RefundStatus = "refused" if decision["decision"] == "refuse" else "rejected"
             fact = _refund_fact(step, now, status=status, reasons=decision["reasons"], **common)
             return report(SPEC, step, "refused", [fact], note=status)
-        key = proposal.get("idempotency_key") or idempotency_key(
-            state["request"], step["id"], proposal["order_id"], proposal["amount_cents"],
-            proposal["currency"])
+        key = proposal["key"]
         ctx = call_context(state, toolbox, runtime)
-        earlier, refund = await _pay(toolbox, ctx, step["id"], key, common, ask_first=False)
-        if isinstance(refund, DependencyError):
+        outcome = await _pay(toolbox, ctx, step["id"], key, common, ask_first=False)
+        refund = outcome.result
+        if refund is None:
+            error = outcome.error
+            assert error is not None
             # Unknown if any attempt under this key may have reached the service: one from a
             # run that died, one that timed out here, or a 409 (the key was already used).
-            unknown = (earlier > 0 or refund.status == 409
-                       or _outcome_unknown(ctx.events))
-            status = "pending" if unknown else "failed"
+            status = "pending" if outcome.unknown else "failed"
             reason = (f"outcome_unknown: the payments service did not confirm "
-                      f"({refund.reason}); retrying with the same key cannot pay twice"
-                      if unknown else f"payments_failed: {refund.reason}; no money was moved")
+                      f"({error.reason}); retrying with the same key cannot pay twice"
+                      if outcome.unknown else
+                      f"payments_failed: {error.reason}; no money was moved")
             fact = _refund_fact(step, now, status=status, idempotency_key=key, reasons=[reason],
-                               retryable=not unknown and _may_succeed_later(refund), **common)
+                               retryable=not outcome.unknown and may_succeed_later(error),
+                               **common)
             await toolbox.effects.finish(key, status)
             return report(SPEC, step, "degraded", [fact], degraded=["payments"],
                           note=status, events=ctx.events)
@@ -447,6 +502,6 @@ SPEC = WorkerSpec(
     version="1.0.0",
     description="Refunds an order after the approval guard allows it (idempotent payment).",
     owns={"refund": RefundValue}, build=_build, side_effects=True, needs_order=True,
-    requires=("order", "policy"), on_failure=_on_failure, describe=describe,
+    requires=("order", "policy"), on_failure=_on_failure, describe=describe, effects=RULES,
     grounds=(MONEY,), claims=(REFUND_MADE,),
 )

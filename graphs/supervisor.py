@@ -9,6 +9,7 @@ the plan is done or the hop limit or the deadline stops it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agents.base import WorkerDeps, WorkerSpec, as_node, stamp
@@ -36,9 +38,9 @@ from graphs.settings import Settings, settings_of
 from graphs.tracing import configure_tracing
 from guards.approval import make_approval_guard
 from guards.facts import make_fact_guard
-from guards.intake import make_intake_guard
-from guards.output import make_output_guard
-from guards.plan import make_plan_guard
+from guards.registry import DEFAULT_GUARDS
+from guards.stages import Check, GuardStage, StageDeps
+from tools.dependencies import Dependency
 from tools.spans import traced_guard
 from tools.toolbox import Toolbox, build_toolbox
 
@@ -72,41 +74,101 @@ def _worker_error_handler(spec: WorkerSpec, deps: WorkerDeps) -> Any:
     return on_worker_error
 
 
+def _ordered(guards: Sequence[GuardStage]) -> dict[str, list[GuardStage]]:
+    """The stages at each place, in order; a final stage (the output guard) last."""
+    places: dict[str, list[GuardStage]] = {"request": [], "plan": [], "answer": []}
+    for stage in guards:
+        places[stage.at].append(stage)
+    for stages in places.values():
+        stages.sort(key=lambda g: g.final)  # stable: the given order, finals last
+    if len({g.node for g in guards}) != len(guards):
+        raise ValueError("two guard stages share a name")
+    if not places["request"] or places["request"][0].name != "intake":
+        raise ValueError("the intake guard must be the first request stage")
+    if not places["answer"] or not places["answer"][-1].final:
+        raise ValueError("an answer stage that writes the answer (the output guard) must be last")
+    return places
+
+
+def _stage_node(stage: GuardStage, check: Check, after: str) -> Any:
+    """A stage as a node: it runs the check, records its verdicts and routes on their action."""
+    wants_runtime = len(inspect.signature(check).parameters) > 1
+
+    async def node(state: InterlockState, runtime: Runtime[InterlockContext]) -> Command[Any]:
+        result = await (check(state, runtime) if wants_runtime else check(state))
+        update = {**result.update, "verdicts": list(result.verdicts)}
+        if result.sends:
+            return Command(goto=list(result.sends), update=update)
+        action = result.action
+        goto = after
+        if stage.at != "answer" and action == "skip":
+            goto = END
+        elif stage.at != "answer" and action in ("refuse", "escalate"):
+            goto = "responder"
+        elif after == "supervisor":  # the last plan stage: on to work, if there is any
+            plan = update["plan"] if "plan" in update else state.get("plan")
+            goto = "supervisor" if plan and plan["steps"] else "responder"
+        return Command(goto=goto, update=update)
+
+    node.__name__ = stage.node
+    return traced_guard(stage.name, node)
+
+
 def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                 settings: Settings | None = None, toolbox: Toolbox | None = None,
-                workers: Sequence[WorkerSpec] | None = None) -> InterlockGraph:
+                workers: Sequence[WorkerSpec] | None = None,
+                guards: Sequence[GuardStage] | None = None,
+                dependencies: Sequence[Dependency] = ()) -> InterlockGraph:
     """Assemble and compile the supervisor graph.
 
-    With no checkpointer the caller's (or the LangGraph server's) is used. `toolbox` and
-    `workers` replace the defaults (tests use them to inject fakes and extra workers).
+    With no checkpointer the caller's (or the LangGraph server's) is used. `toolbox`,
+    `workers` and `guards` replace the defaults; `dependencies` registers more dependencies
+    (a team's own, with their settings and simulators) beside the settings' own.
     """
     # Traces of this graph leave the process redacted, whoever runs it (server, API, CLI).
     configure_tracing()
     settings = settings_of(settings, toolbox.settings if toolbox else None)
+    if dependencies:
+        settings = settings.with_dependencies(*dependencies)
     toolbox = toolbox or build_toolbox(settings)
     workers = tuple(workers or DEFAULT_WORKERS)
+    places = _ordered(tuple(guards or DEFAULT_GUARDS))
     clock = toolbox.clock
     by_name = {w.name: w for w in workers}
-    deps = WorkerDeps(toolbox=toolbox, guards={"approval": traced_guard(
-        "approval", make_approval_guard(settings, clock, toolbox))})
+    def deps_of(spec: WorkerSpec) -> WorkerDeps:
+        if not spec.side_effects:
+            return WorkerDeps(toolbox=toolbox)
+        if spec.effects is None:
+            raise ValueError(f"worker {spec.name!r} has side effects: declare its EffectRules "
+                             f"(`effects=`) for the approval gate")
+        return WorkerDeps(toolbox=toolbox, guards={"approval": traced_guard(
+            "approval", make_approval_guard(settings, clock, toolbox, spec.effects))})
+
+    effects = tuple(w.name for w in workers if w.side_effects)
+    stage_deps = StageDeps(
+        settings=settings, clock=clock, workers=by_name, side_effects=effects,
+        fallback=lambda text, turn: rules_plan(text, turn=turn, workers=workers),
+        grounds=[g for w in workers for g in w.grounds],
+        claims=[c for w in workers for c in w.claims])
 
     builder = StateGraph(InterlockState, context_schema=InterlockContext,
                          input_schema=InputState)
-    effects = tuple(w.name for w in workers if w.side_effects)
-    builder.add_node("intake_guard", traced_guard("intake", make_intake_guard(
-        settings, clock, effects)), metadata={"kind": "guard", "guard": "intake"},
-        destinations=("planner", "responder", END, *effects))
+    ends = {"request": "planner", "plan": "supervisor", "answer": END}
+    for place, stages in places.items():
+        for n, stage in enumerate(stages):
+            after = stages[n + 1].node if n + 1 < len(stages) else ends[place]
+            routes = {"request": (after, "responder", END, *effects),
+                      "plan": (after, "supervisor", "responder"), "answer": (after,)}[place]
+            builder.add_node(stage.node, _stage_node(stage, stage.build(stage_deps), after),
+                             metadata={"kind": "guard", "guard": stage.name},
+                             destinations=tuple(dict.fromkeys(routes)))
     builder.add_node("planner", make_planner(toolbox, workers), metadata={"kind": "planner"},
-                     destinations=("plan_guard",))
-    builder.add_node("plan_guard", traced_guard("plan", make_plan_guard(
-        settings, clock, by_name,
-        lambda text, turn: rules_plan(text, turn=turn, workers=workers))),
-        metadata={"kind": "guard", "guard": "plan"},
-        destinations=("supervisor", "responder"))
+                     destinations=(places["plan"][0].node if places["plan"] else "supervisor",))
     produces = {w.name: w.produces for w in workers}
     builder.add_node("supervisor", make_supervisor(settings, clock, produces),
                      destinations=(*by_name, "responder"))
     for spec in workers:
+        deps = deps_of(spec)
         builder.add_node(spec.name, as_node(spec, spec.build(deps)),
                          error_handler=_worker_error_handler(spec, deps),
                          # A backstop: the governor keeps calls within the deadline; a worker
@@ -121,14 +183,10 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
         "facts", make_fact_guard(clock, {w.name: w.owns for w in workers})),
         metadata={"kind": "guard", "guard": "facts"})
     builder.add_node("responder", make_responder(workers))
-    builder.add_node("output_guard", traced_guard("output", make_output_guard(
-        clock, [g for w in workers for g in w.grounds], [c for w in workers for c in w.claims])),
-                     metadata={"kind": "guard", "guard": "output"})
-    builder.add_edge(START, "intake_guard")
+    builder.add_edge(START, places["request"][0].node)
     builder.add_conditional_edges("fact_guard", make_after_facts(settings, clock, produces),
                                   ["supervisor", "responder"])
-    builder.add_edge("responder", "output_guard")
-    builder.add_edge("output_guard", END)
+    builder.add_edge("responder", places["answer"][0].node)
     return builder.compile(checkpointer=checkpointer, name="interlock")
 
 

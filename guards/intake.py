@@ -14,9 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langgraph.graph import END
 from langgraph.runtime import Runtime
-from langgraph.types import Command, Overwrite, Send
+from langgraph.types import Overwrite, Send
 
 from graphs.core.actors import may_act_for, resolve_actor, server_owner, viewer_for
 from graphs.core.clock import Clock, iso, parse_iso
@@ -32,9 +31,10 @@ from graphs.core.state import (
     Verdict,
 )
 from guards.config import GuardSettings
+from guards.stages import Check, GuardStage, StageResult
 from tools.spans import thread_of
 
-__all__ = ["MAX_BYTES", "check_message", "make_intake_guard", "stub"]
+__all__ = ["INTAKE", "MAX_BYTES", "check_message", "make_intake_guard", "stub"]
 
 MAX_BYTES = 8 * 1024
 """Largest accepted message, in UTF-8 bytes."""
@@ -148,7 +148,7 @@ def _unfinished(state: InterlockState, side_effects: Collection[str]) -> list[Pl
 
 
 def _already_handled(previous: RequestInfo, message: HumanMessage, now: datetime,
-                     seen: int) -> Command[str]:
+                     seen: int) -> StageResult:
     """A message sent again (a client retrying its POST): answer as before, run nothing.
 
     The messages channel keeps the first copy of a message id, so the record keeps what was
@@ -158,11 +158,11 @@ def _already_handled(previous: RequestInfo, message: HumanMessage, now: datetime
                       reasons=[f"duplicate: message {message.id} was handled in turn "
                                f"{previous['turn']}; nothing was run again"],
                       fact_ids=[], step_id=None, turn=previous["turn"], at=iso(now))
-    return Command(goto=END, update={"verdicts": [verdict], "transcript_len": seen})
+    return StageResult(verdicts=[verdict], update={"transcript_len": seen})
 
 
 def _resume_unfinished(state: InterlockState, steps: list[PlanStep], new: list[AnyMessage],
-                       settings: GuardSettings, now: datetime) -> Command[Any]:
+                       settings: GuardSettings, now: datetime) -> StageResult:
     """Refuse a new message while a side effect of the last request is unfinished.
 
     The unfinished step is sent out again, so its approval (or the payment under way) is back
@@ -186,17 +186,17 @@ def _resume_unfinished(state: InterlockState, steps: list[PlanStep], new: list[A
         for fid in results[dep]["fact_ids"] if fid in facts}}) for s in steps]
     stubs: list[AnyMessage] = [stub("[not taken: an earlier request was still unfinished]",
                                     m.id) for m in new]
-    return Command(goto=sends, update={
-        "verdicts": [verdict], "messages": [*stubs, AIMessage(content=text, name="interlock")],
+    return StageResult(verdicts=[verdict], sends=sends, update={
+        "messages": [*stubs, AIMessage(content=text, name="interlock")],
         "transcript_len": len(state.get("messages", [])) + 1})
 
 
 def make_intake_guard(settings: GuardSettings, clock: Clock,
-                      side_effects: Collection[str] = ()) -> Any:
-    """The intake guard node (`side_effects`: workers whose steps change the world)."""
+                      side_effects: Collection[str] = ()) -> Check:
+    """The intake guard's check (`side_effects`: workers whose steps change the world)."""
 
     async def intake_guard(state: InterlockState, runtime: Runtime[InterlockContext]
-                           ) -> Command[Any]:
+                           ) -> StageResult:
         previous = state.get("request")
         turn = (previous["turn"] + 1) if previous else 1
         now = clock.now()
@@ -232,13 +232,12 @@ def make_intake_guard(settings: GuardSettings, clock: Clock,
                 return _resume_unfinished(state, steps, new, settings, now)
             text = check_message(message.content)
         except InputError as exc:
+            refused = Verdict(guard=GUARD, passed=False, action="refuse",
+                              reasons=[f"{exc.field}: {exc.message}"], fact_ids=[],
+                              step_id=None, turn=turn, at=iso(now))
             update: dict[str, Any] = {
                 **reset, "status": "refused", "error": ErrorInfo(code=exc.code,
-                                                                 message=exc.message),
-                "verdicts": [Verdict(guard=GUARD, passed=False, action="refuse",
-                                     reasons=[f"{exc.field}: {exc.message}"], fact_ids=[],
-                                     step_id=None, turn=turn, at=iso(now))],
-            }
+                                                                 message=exc.message)}
             # What was refused is not kept: later checkpoints carry a short stub instead.
             update["messages"] = [stub(f"[rejected by the intake guard: {exc.message}]"
                                        if m is message else "[rejected by the intake guard]",
@@ -248,7 +247,7 @@ def make_intake_guard(settings: GuardSettings, clock: Clock,
                                             received_at=iso(now), deadline_at=deadline,
                                             actor=actor, viewer=viewer_for(actor, owner),
                                             origin=origin)
-            return Command(goto="responder", update=update)
+            return StageResult(verdicts=[refused], update=update)
         assert message is not None
         request = RequestInfo(turn=turn, message_id=_id_of(message), text=text,
                               received_at=iso(now), deadline_at=deadline, actor=actor,
@@ -263,9 +262,13 @@ def make_intake_guard(settings: GuardSettings, clock: Clock,
         if len(new) > 1:  # only the last message is the request; the others are not kept
             extra["messages"] = [stub("[not taken: only a request's last message is read]",
                                       m.id) for m in new if m is not message]
-        return Command(goto="planner", update={**reset, **extra, "request": request,
-                                               "owner": owner, "origin": origin,
-                                               "transcript_len": len(messages),
-                                               "verdicts": [verdict]})
+        return StageResult(verdicts=[verdict], update={
+            **reset, **extra, "request": request, "owner": owner, "origin": origin,
+            "transcript_len": len(messages)})
 
     return intake_guard
+
+
+INTAKE = GuardStage(name="intake", at="request", build=lambda deps: make_intake_guard(
+    deps.settings, deps.clock, deps.side_effects))
+"""The first stage of every request: size, type, language, who is asking, whose thread."""

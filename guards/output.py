@@ -21,8 +21,9 @@ from langchain_core.messages import AIMessage
 from graphs.core.answers import Claim, Ground
 from graphs.core.clock import Clock, iso
 from graphs.core.state import Draft, Fact, InterlockState, Verdict
+from guards.stages import Check, GuardStage, StageResult
 
-__all__ = ["check_answer", "check_statement", "make_output_guard", "redact"]
+__all__ = ["OUTPUT", "check_answer", "check_statement", "make_output_guard", "redact"]
 
 GUARD = "output"
 # Every pattern starts only at a token's edge (a lookbehind), so a long token costs one pass,
@@ -146,15 +147,15 @@ def check_answer(draft: Draft, facts: Sequence[Fact], grounds: Sequence[Ground] 
 
 
 def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
-                      claims: Sequence[Claim] = ()) -> Any:
-    """The output guard node: it turns the responder's draft into the answer message.
+                      claims: Sequence[Claim] = ()) -> Check:
+    """The output guard's check: it turns the responder's draft into the answer message.
 
     `grounds` and `claims` are what the workers declared (`WorkerSpec.grounds`, `.claims`).
     """
     unique = list({g.name: g for g in grounds}.values())
     claimed = list({c.name: c for c in claims}.values())
 
-    async def output_guard(state: InterlockState) -> dict[str, Any]:
+    async def output_guard(state: InterlockState) -> StageResult:
         draft = state.get("draft_answer") or Draft(statements=[], notices=[])
         request = state["request"]
         turn = request["turn"]
@@ -170,8 +171,13 @@ def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
                           action="redact" if reasons else "allow",
                           reasons=reasons or ["grounded: every statement is backed by a fact"],
                           fact_ids=fact_ids, step_id=None, turn=turn, at=iso(clock.now()))
-        return {"messages": [AIMessage(content=text, name="interlock")],
-                "transcript_len": len(state.get("messages", [])) + 1,
-                "draft_answer": None, "verdicts": [verdict]}
+        return StageResult(verdicts=[verdict], update={
+            "messages": [AIMessage(content=text, name="interlock")],
+            "transcript_len": len(state.get("messages", [])) + 1, "draft_answer": None})
 
     return output_guard
+
+
+OUTPUT = GuardStage(name="output", at="answer", final=True, build=lambda deps: (
+    make_output_guard(deps.clock, deps.grounds, deps.claims)))
+"""The last stage of every answer: redaction, grounding, no unproven claims."""

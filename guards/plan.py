@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
 from graphs.core.clock import Clock, iso
@@ -20,8 +19,9 @@ from graphs.core.errors import InputError
 from graphs.core.plans import compute_waves, find_cycle, mentions
 from graphs.core.state import ErrorInfo, InterlockState, Plan, PlanStep, Verdict
 from guards.config import GuardSettings
+from guards.stages import Check, GuardStage, StageResult
 
-__all__ = ["WorkerTraits", "make_plan_guard", "plan_problems"]
+__all__ = ["PLAN", "WorkerTraits", "make_plan_guard", "plan_problems"]
 
 GUARD = "plan"
 
@@ -132,10 +132,10 @@ def _args_problems(step: PlanStep, worker: WorkerTraits, text: str) -> list[str]
 
 
 def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str, WorkerTraits],
-                    fallback: Callable[[str, int], Plan]) -> Any:
-    """The plan guard node; `fallback(text, turn)` is the rules planner."""
+                    fallback: Callable[[str, int], Plan]) -> Check:
+    """The plan guard's check; `fallback(text, turn)` is the rules planner."""
 
-    async def plan_guard(state: InterlockState) -> Command[str]:
+    async def plan_guard(state: InterlockState) -> StageResult:
         request = state["request"]
         text, turn = request["text"], request["turn"]
         candidate = state.get("candidate_plan")
@@ -148,12 +148,11 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
         if candidate is None:  # the planner could not read the request
             error = state.get("error") or ErrorInfo(code="bad_input",
                                                     message="I could not read the request.")
-            return Command(goto="responder", update={
-                "plan": None, "status": "refused", "error": error,
-                "verdicts": [*verdicts, Verdict(
-                    guard=GUARD, passed=False, action="refuse",
-                    reasons=[f"{error['code']}: {error['message']}"], fact_ids=[],
-                    step_id=None, turn=turn, at=iso(clock.now()))]})
+            return StageResult(verdicts=[*verdicts, Verdict(
+                guard=GUARD, passed=False, action="refuse",
+                reasons=[f"{error['code']}: {error['message']}"], fact_ids=[], step_id=None,
+                turn=turn, at=iso(clock.now()))], update={
+                    "plan": None, "status": "refused", "error": error})
 
         def verdict(plan: Plan, problems: list[str]) -> Verdict:
             return Verdict(guard=GUARD, passed=not problems,
@@ -173,21 +172,24 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
                                          workers=workers)
                 verdicts.append(verdict(plan, problems))
         except InputError as exc:
-            return Command(goto="responder", update={
-                "verdicts": [*verdicts, Verdict(
-                    guard=GUARD, passed=False, action="refuse", reasons=[exc.message],
-                    fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))],
-                "plan": None, "status": "refused",
-                "error": ErrorInfo(code=exc.code, message=exc.message)})
+            return StageResult(verdicts=[*verdicts, Verdict(
+                guard=GUARD, passed=False, action="refuse", reasons=[exc.message],
+                fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))], update={
+                    "plan": None, "status": "refused",
+                    "error": ErrorInfo(code=exc.code, message=exc.message)})
         if problems:
             message = ("I can't do all of that in one request: "
                        + "; ".join(p.split(": ", 1)[-1] for p in problems) + ".")
-            return Command(goto="responder", update={
-                "verdicts": verdicts, "plan": None, "status": "refused",
+            return StageResult(verdicts=verdicts, update={
+                "plan": None, "status": "refused",
                 "error": ErrorInfo(code="refused", message=message)})
         plan = Plan(source=plan["source"], intents=plan["intents"], steps=plan["steps"],
                     waves=compute_waves(plan["steps"]))
-        return Command(goto="supervisor" if plan["steps"] else "responder",
-                       update={"plan": plan, "verdicts": verdicts})
+        return StageResult(verdicts=verdicts, update={"plan": plan})
 
     return plan_guard
+
+
+PLAN = GuardStage(name="plan", at="plan", build=lambda deps: make_plan_guard(
+    deps.settings, deps.clock, deps.workers, deps.fallback))
+"""Only a sound plan reaches the supervisor."""

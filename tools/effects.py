@@ -148,10 +148,13 @@ class EffectJournal:
                              (key, dependency, thread_id, step_id,
                               json.dumps(request, sort_keys=True), now, now))
                 return 0
+            # The first attempt's terms are what is sent (a proposal noted them before).
             conn.execute("UPDATE effects SET attempts = attempts + 1, last_attempt_at = ?, "
                          "first_attempt_at = COALESCE(first_attempt_at, ?), thread_id = "
-                         "COALESCE(thread_id, ?), step_id = COALESCE(step_id, ?) WHERE key = ?",
-                         (now, now, thread_id, step_id, key))
+                         "COALESCE(thread_id, ?), step_id = COALESCE(step_id, ?), request = "
+                         "CASE WHEN attempts = 0 THEN ? ELSE request END WHERE key = ?",
+                         (now, now, thread_id, step_id, json.dumps(request, sort_keys=True),
+                          key))
             return int(row[0])
 
         earlier: int = self._transaction(work)

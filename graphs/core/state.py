@@ -32,7 +32,6 @@ __all__ = [
     "InterlockState",
     "Plan",
     "PlanStep",
-    "RefundProposal",
     "RequestInfo",
     "STAFF",
     "STUB_MARK",
@@ -201,20 +200,25 @@ class ErrorInfo(TypedDict):
 
 
 class ApprovalRequest(TypedDict):
-    """What a human is asked to approve (the `interrupt()` value of the approval guard).
+    """What a human is asked to approve (the `interrupt()` value of the approval gate).
 
     An answer must name `digest`: it approves exactly this proposal, never one that took its
-    place while the reviewer was reading.
+    place while the reviewer was reading. Besides these fields it carries what the worker shows
+    a reviewer (a refund: `order_id`, `amount_cents`).
     """
 
-    kind: Literal["refund_approval"]
-    """Always `refund_approval` for now."""
+    kind: str
+    """What is asked (`refund_approval`)."""
     step_id: str
-    """The refund step waiting for the decision."""
-    order_id: int
-    """The order to refund."""
-    amount_cents: int
-    """The amount to refund."""
+    """The step waiting for the decision."""
+    summary: NotRequired[str]
+    """One line for a person ("Refund $24.00 on order 1027")."""
+    subject: NotRequired[str]
+    """What the effect acts on (`order:1027`)."""
+    order_id: NotRequired[int]
+    """A refund's order."""
+    amount_cents: NotRequired[int]
+    """A refund's amount."""
     currency: str
     """ISO currency code."""
     limit_cents: int
@@ -225,57 +229,16 @@ class ApprovalRequest(TypedDict):
     reasons: NotRequired[list[str]]
     """Every reason a human is asked (limits, cumulative limits, a likely duplicate)."""
     policy_version: str
-    """The refund policy version the refund was checked against."""
+    """The policy version the effect was checked against."""
     requested_by: Actor
-    """Who asked for the refund."""
+    """Who asked for it."""
     requested_at: NotRequired[str]
     """When it was asked for."""
     digest: NotRequired[str]
-    """`sha256:<hex>` of what is shown (the payment's key and terms, who asked, the policy
+    """`sha256:<hex>` of what is shown (the effect's key and terms, who asked, the policy
     version): an answer carries it back, so it binds to this proposal alone."""
     refused_answer: NotRequired[str]
     """Why the last answer sent was not taken (the proposal still waits)."""
-
-
-class RefundProposal(TypedDict):
-    """A side effect the refunds worker wants to make; the approval guard decides on it."""
-
-    step_id: str
-    """The refund step."""
-    order_id: int
-    """The order to refund."""
-    amount_cents: int
-    """The amount to refund (the request's, or what is left when it named none)."""
-    currency: str
-    """ISO currency code."""
-    order_status: str
-    """The order's status in the store."""
-    delivered_at: str | None
-    """When the order was delivered, if it was."""
-    paid_cents: int
-    """What was charged."""
-    refunded_cents: int
-    """What the payments service has already refunded."""
-    policy_version: str | None
-    """The policy version in effect at the request's time (None: no policy found)."""
-    return_window_days: int | None
-    """That version's return window."""
-    requested_at: str
-    """When the refund was requested (the policy and window are judged at this moment)."""
-    requested_by: Actor
-    """Who asked."""
-    customer_id: NotRequired[int]
-    """Whose order it is (cumulative limits are counted per customer)."""
-    idempotency_key: NotRequired[str]
-    """The payment's key: the effect's identity (origin thread, turn, step) and its terms."""
-    effect_id: NotRequired[str]
-    """The effect's identity without its terms (one per plan step, across re-runs)."""
-    seen_cents: NotRequired[int]
-    """Everything the payments service reported refunded on the order when this was proposed
-    (a change while a human decides stops the payment)."""
-    recent: NotRequired[list[dict[str, Any]]]
-    """The order's refunds, as the payments service reported them (refund id, amount, when);
-    the approval guard weighs those within its windows."""
 
 
 class ApprovalDecision(TypedDict):

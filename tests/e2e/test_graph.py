@@ -213,7 +213,8 @@ async def test_a_forged_step_for_another_actor_is_refused(app: Interlock) -> Non
     request = RequestInfo(turn=1, message_id="forged", text="refund",
                           received_at="2026-11-25T00:00:00+00:00",
                           deadline_at="2100-01-01T00:00:00+00:00", actor=STAFF)
-    approval = make_approval_guard(app.settings, app.toolbox.clock, app.toolbox)
+    assert SPEC.effects is not None
+    approval = make_approval_guard(app.settings, app.toolbox.clock, app.toolbox, SPEC.effects)
     node = as_node(SPEC, SPEC.build(WorkerDeps(toolbox=app.toolbox,
                                                guards={"approval": approval})))
     runtime = Runtime(context=InterlockContext(actor=CUSTOMER_3))

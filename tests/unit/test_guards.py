@@ -3,11 +3,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agents.orders import OrderValue
+from agents.refunds import policy_reasons
 from agents.registry import DEFAULT_WORKERS
+from graphs.core.effects import Proposal
 from graphs.core.errors import InputError
-from graphs.core.state import Draft, Fact, Plan, PlanStep, RefundProposal
+from graphs.core.state import Draft, Fact, Plan, PlanStep
 from graphs.settings import Settings
-from guards.approval import policy_reasons
 from guards.facts import check_fact
 from guards.intake import MAX_BYTES, check_message
 from guards.output import check_answer, redact
@@ -215,16 +216,27 @@ def test_policy_wording_is_not_a_refund_promise() -> None:
 
 # -- approval policy ---------------------------------------------------------------------------
 
-def proposal(**changes: object) -> RefundProposal:
+TOP_LEVEL = ("impact_cents", "policy_version", "requested_at")
+
+
+def proposal(**changes: object) -> Proposal:
+    """A refund proposal; `changes` name its fields (the order's go into its details)."""
     now = datetime(2026, 11, 25, tzinfo=UTC)
-    p = RefundProposal(step_id="t1.s3", order_id=1001, amount_cents=2500, currency="USD",
-                       order_status="delivered",
-                       delivered_at=(now - timedelta(days=3)).isoformat(),
-                       paid_cents=18900, refunded_cents=0, policy_version="v2",
-                       return_window_days=14, requested_at=now.isoformat(),
-                       requested_by={"kind": "staff", "customer_id": None})
-    p.update(changes)  # type: ignore[typeddict-item]
-    return p
+    details: dict[str, object] = {
+        "order_id": 1001, "order_status": "delivered",
+        "delivered_at": (now - timedelta(days=3)).isoformat(), "paid_cents": 18900,
+        "refunded_cents": 0, "return_window_days": 14, "seen_cents": 0}
+    top: dict[str, object] = {"impact_cents": 2500, "policy_version": "v2",
+                              "requested_at": now.isoformat()}
+    for key, value in changes.items():
+        (top if key in TOP_LEVEL else details)[key] = value
+    return Proposal(  # type: ignore[typeddict-item]
+        effect="refunds", kind="refund_approval", step_id="t1.s3", summary="Refund",
+        subject="order:1001", principal="customer:3", currency="USD", amount_stated=True,
+        key="il_x", effect_id="fx_x", requested_by={"kind": "staff", "customer_id": None},
+        shown={"order_id": 1001, "amount_cents": top["impact_cents"]}, details=details,
+        terms={"order_id": 1001, "amount_cents": top["impact_cents"], "currency": "USD"},
+        recent=[], facts=[], **top)
 
 
 def test_policy_allows_inside_window() -> None:
@@ -235,7 +247,7 @@ def test_policy_allows_inside_window() -> None:
     ({"delivered_at": "2026-11-05T00:00:00+00:00"}, "outside_window"),
     ({"order_status": "cancelled", "paid_cents": 0}, "not_charged"),
     ({"order_status": "shipped", "delivered_at": None}, "in_transit"),
-    ({"amount_cents": 18901}, "exceeds_paid"),
+    ({"impact_cents": 18901}, "exceeds_paid"),
     ({"refunded_cents": 17000}, "exceeds_paid"),
     ({"policy_version": None, "return_window_days": None}, "no_policy"),
 ])
