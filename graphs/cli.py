@@ -117,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
 
     simulate = commands.add_parser("simulate", help="serve a simulator over HTTP")
-    simulate.add_argument("dependency", choices=("carrier", "payments"))
+    simulate.add_argument("dependency", help="a registered dependency with a simulator "
+                                            "(carrier, payments, or one INTERLOCK_EXTENSIONS "
+                                            "declares)")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=0, help="0: pick a free port")
     return parser

@@ -131,7 +131,8 @@ async def replay(app: Interlock, thread_id: str, *, from_step: int | None = None
         await copy_thread(saver, thread_id, scratch, thread_id, upto_step=start)
     clock = FakeClock(parse_iso(str(original[0].created_at)))
     toolbox, refused = replay_toolbox(app.settings, recorded, clock)
-    graph = build_graph(checkpointer=scratch, toolbox=toolbox)
+    graph = build_graph(checkpointer=scratch, settings=app.settings, toolbox=toolbox,
+                        workers=app.workers, guards=app.guards)
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
 
     def context(turn: int) -> InterlockContext:

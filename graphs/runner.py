@@ -27,6 +27,8 @@ from graphs.core.state import STAFF, Actor, InterlockContext
 from graphs.executor import pending_effects
 from graphs.settings import Settings, settings_of
 from graphs.supervisor import InterlockGraph, build_graph
+from guards.stages import GuardStage
+from tools.dependencies import Dependency
 from tools.toolbox import Toolbox, build_toolbox
 
 __all__ = ["Interlock", "RunResult", "open_interlock"]
@@ -122,10 +124,16 @@ class Interlock:
     """A compiled graph with its checkpointer and toolbox, ready to run requests."""
 
     def __init__(self, graph: InterlockGraph, toolbox: Toolbox,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, *,
+                 workers: Sequence[WorkerSpec] | None = None,
+                 guards: Sequence[GuardStage] | None = None) -> None:
         self.graph = graph
         self.toolbox = toolbox
         self.settings = settings_of(settings, toolbox.settings)
+        self.workers = workers
+        """The workers the graph was built with (None: the defaults); a replay uses them."""
+        self.guards = guards
+        """The guard stages the graph was built with (None: the defaults)."""
 
     def _context(self, actor: Actor) -> InterlockContext:
         deadline = self.toolbox.clock.now() + timedelta(seconds=self.settings.deadline_s)
@@ -255,16 +263,24 @@ def _answered(thread_id: str, pending: list[Interrupt], digest: str | None
 
 @asynccontextmanager
 async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox | None = None,
-                         workers: Sequence[WorkerSpec] | None = None
+                         workers: Sequence[WorkerSpec] | None = None,
+                         guards: Sequence[GuardStage] | None = None,
+                         dependencies: Sequence[Dependency] = ()
                          ) -> AsyncIterator[Interlock]:
-    """Open the SQLite checkpointer under INTERLOCK_HOME and build the graph on it."""
+    """Open the SQLite checkpointer under INTERLOCK_HOME and build the graph on it.
+
+    `workers`, `guards` and `dependencies` are as for `build_graph` (a team's own).
+    """
     settings = settings_of(settings, toolbox.settings if toolbox else None)
+    if dependencies:
+        settings = settings.with_dependencies(*dependencies)
     toolbox = toolbox or build_toolbox(settings)
     async with open_checkpointer(settings.checkpoints_path,
                                  synchronous=settings.sqlite_synchronous,
                                  crash_after=settings.crash_after) as saver:
         try:
             yield Interlock(build_graph(checkpointer=saver, settings=settings, toolbox=toolbox,
-                                        workers=workers), toolbox, settings)
+                                        workers=workers, guards=guards), toolbox, settings,
+                            workers=workers, guards=guards)
         finally:
             await toolbox.aclose()

@@ -7,11 +7,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graphs.core.errors import ConfigError
 from tools.dependencies import DEFAULT_DEPENDENCIES, Dependency
 from tools.policy import DependencyPolicy, FaultSpec
+
+if TYPE_CHECKING:  # the settings stay light: the CLI reads them for `keys` without LangGraph
+    from agents.base import WorkerSpec
+    from guards.stages import GuardStage
 
 __all__ = [
     "ActorLimits",
@@ -69,6 +73,13 @@ class Settings:
     """Every dependency the graph may call (`tools.dependencies`): each gets its own settings
     (`INTERLOCK_DEP_<NAME>`, `INTERLOCK_FAULTS_<NAME>`, `INTERLOCK_<NAME>_URL`), breaker,
     budget and bulkhead."""
+    workers: tuple[WorkerSpec, ...] = ()
+    """More workers, from `INTERLOCK_EXTENSIONS` (the graph runs them beside its own)."""
+    guards: tuple[GuardStage, ...] = ()
+    """More guard stages, from `INTERLOCK_EXTENSIONS`."""
+    extensions: tuple[str, ...] = ()
+    """INTERLOCK_EXTENSIONS: modules of a team's own, each with `DEPENDENCIES`, `WORKERS`
+    and/or `GUARDS` lists, registered beside the reference domain's."""
     urls: Mapping[str, str] = field(default_factory=dict)
     """INTERLOCK_<NAME>_URL: a dependency's base URL (INTERLOCK_CARRIER_URL,
     INTERLOCK_PAYMENTS_URL, ...); unset = its in-process simulator."""
@@ -211,7 +222,10 @@ class Settings:
         """
         env = os.environ if env is None else env
         defaults = cls()
-        registered = dependencies or defaults.dependencies
+        extensions = tuple(m.strip() for m in (env.get("INTERLOCK_EXTENSIONS") or "").split(",")
+                           if m.strip())
+        found = _extensions(extensions)
+        registered = (*(dependencies or defaults.dependencies), *found[0])
 
         def text(name: str) -> str | None:
             value = env.get(name, "").strip()
@@ -245,6 +259,7 @@ class Settings:
             openai_base_url=text("OPENAI_BASE_URL"),
             openai_api_key=text("OPENAI_API_KEY"),
             dependencies=tuple(registered),
+            workers=found[1], guards=found[2], extensions=extensions,
             urls=urls,
             auto_approve_cents=_number(env, "INTERLOCK_AUTO_APPROVE_CENTS",
                                        defaults.auto_approve_cents, int, minimum=0),
@@ -383,3 +398,27 @@ def settings_of(settings: Settings | None, toolbox_settings: object | None = Non
     if isinstance(toolbox_settings, Settings):
         return toolbox_settings
     return Settings.from_env()
+
+
+def _extensions(modules: tuple[str, ...]
+                ) -> tuple[tuple[Dependency, ...], tuple[WorkerSpec, ...], tuple[GuardStage, ...]]:
+    """The dependencies, workers and guard stages the extension modules declare."""
+    import importlib
+
+    dependencies: list[Dependency] = []
+    workers: list[WorkerSpec] = []
+    guards: list[GuardStage] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import {name!r}: {exc}",
+                              variable="INTERLOCK_EXTENSIONS") from None
+        dependencies.extend(getattr(module, "DEPENDENCIES", ()))
+        workers.extend(getattr(module, "WORKERS", ()))
+        guards.extend(getattr(module, "GUARDS", ()))
+        if not (hasattr(module, "DEPENDENCIES") or hasattr(module, "WORKERS")
+                or hasattr(module, "GUARDS")):
+            raise ConfigError(f"{name!r} declares no DEPENDENCIES, WORKERS or GUARDS",
+                              variable="INTERLOCK_EXTENSIONS")
+    return tuple(dependencies), tuple(workers), tuple(guards)

@@ -131,8 +131,8 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     if dependencies:
         settings = settings.with_dependencies(*dependencies)
     toolbox = toolbox or build_toolbox(settings)
-    workers = tuple(workers or DEFAULT_WORKERS)
-    places = _ordered(tuple(guards or DEFAULT_GUARDS))
+    workers = tuple(workers or (*DEFAULT_WORKERS, *settings.workers))
+    places = _ordered(tuple(guards or (*DEFAULT_GUARDS, *settings.guards)))
     clock = toolbox.clock
     by_name = {w.name: w for w in workers}
     def deps_of(spec: WorkerSpec) -> WorkerDeps:

@@ -93,9 +93,10 @@ class Dependency:
     """One line, for people (`interlock simulate --help`, the README)."""
     policy: DependencyPolicy
     """Its default call policy (timeouts, attempts, breaker, bulkhead, retry budget)."""
-    client: Callable[[Wiring], Any]
+    client: Callable[[Wiring], Any] | None = None
     """Builds its client (every call through `wiring.governor`, recorded at
-    `wiring.recorder`)."""
+    `wiring.recorder`); None for one reached through a governed adapter of the team's own
+    (`tools.adapters`: an httpx transport, a tool, a chat model)."""
     simulator: Callable[[SimulatorWiring], Simulator] | None = None
     """Builds its in-process simulator (None: it has none, and needs a URL)."""
     result_types: Callable[[], tuple[type, ...]] = _no_types

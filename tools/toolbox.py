@@ -121,9 +121,10 @@ def build_toolbox(settings: ToolSettings, *, clock: Clock | None = None,
             sims[dep.name] = sim
         handler = transport or (sim if url is None else None)
         loop = http[dep.name] = LoopClients(url or f"http://{dep.name}.sim", handler=handler)
-        clients[dep.name] = dep.client(Wiring(name=dep.name, http=loop, governor=governor,
-                                              recorder=recorder, clock=clock,
-                                              settings=settings, simulator=sim))
+        if dep.client is not None:
+            clients[dep.name] = dep.client(Wiring(name=dep.name, http=loop, governor=governor,
+                                                  recorder=recorder, clock=clock,
+                                                  settings=settings, simulator=sim))
     if chat_model is not None:
         from tools.model import ModelClient
 

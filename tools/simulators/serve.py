@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from graphs.core.errors import NotFoundError
 from tools.config import ToolSettings
 from tools.dependencies import Simulator, SimulatorWiring
 from tools.policy import FaultSpec
@@ -33,7 +34,8 @@ def build_simulator(dependency: str, settings: ToolSettings) -> Simulator:
     registered = {d.name: d for d in settings.dependencies}.get(dependency)
     if registered is None or registered.simulator is None:
         names = ", ".join(d.name for d in settings.dependencies if d.simulator is not None)
-        raise ValueError(f"no simulator for {dependency!r} (simulated: {names})")
+        raise NotFoundError(f"no simulator for {dependency!r} (simulated: {names})",
+                            field="dependency")
     return registered.simulator(SimulatorWiring(home=settings.home,
                                                 store_path=settings.store_path,
                                                 faults=settings.fault(dependency)))

@@ -1,0 +1,219 @@
+"""Governed adapters for code a team has already: an httpx transport, a tool, a chat model.
+
+Each makes every call go through the governor under a registered dependency's name (its
+breaker, retry budget, bulkhead, per-attempt timeout, the caller's deadline, and events), and
+refuses to wrap anything that retries on its own: retries belong to the governor alone.
+
+- `GovernedTransport(dependency, governor, inner)`: an `httpx.AsyncBaseTransport`; give it to
+  any `httpx.AsyncClient(transport=...)`. A request the governor refuses (breaker open, budget
+  spent, deadline) raises `GovernedRefusal` (an `httpx.TransportError`); one that keeps failing
+  returns the dependency's last answer, as a client without the governor would see it.
+- `governed_tool(tool, dependency, governor)`: a LangChain tool whose calls are governed.
+- `GovernedChatModel(inner=..., dependency=..., governor=...)`: a chat model (LangChain
+  `BaseChatModel`) whose generations are governed; `bind_tools` and structured output keep
+  going through it.
+
+A call's deadline and where its events go come from `calling(ctx)`: `with calling(ctx): ...`
+around the code that calls (a worker node, with its step's `CallContext`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any, Self
+
+import httpx
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_core.runnables.retry import RunnableRetry
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import ConfigDict, model_validator
+
+from graphs.core.errors import ConfigError
+from tools.errors import DependencyError
+from tools.governor import CallContext, CallGovernor
+from tools.http import classify
+
+__all__ = ["GovernedChatModel", "GovernedRefusal", "GovernedTransport", "calling", "current",
+           "governed_tool"]
+
+_current: ContextVar[CallContext | None] = ContextVar("interlock_call_context", default=None)
+
+
+@contextlib.contextmanager
+def calling(ctx: CallContext) -> Iterator[CallContext]:
+    """Governed calls made inside take `ctx`'s deadline, and their events go to it."""
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+def current() -> CallContext:
+    """The context governed calls are made in (one without a deadline outside `calling`)."""
+    return _current.get() or CallContext()
+
+
+class GovernedRefusal(httpx.TransportError):
+    """The governor refused the request (breaker open, budget spent, no time left, no slot)."""
+
+    def __init__(self, error: DependencyError, request: httpx.Request) -> None:
+        super().__init__(str(error), request=request)
+        self.error = error
+
+
+class GovernedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport whose every request goes through the governor as `dependency`."""
+
+    def __init__(self, dependency: str, governor: CallGovernor,
+                 inner: httpx.AsyncBaseTransport | None = None) -> None:
+        if inner is None:
+            inner = httpx.AsyncHTTPTransport()
+        retries = getattr(getattr(inner, "_pool", None), "_retries", 0)
+        if retries:
+            raise ConfigError(f"the transport of {dependency!r} retries on its own (httpx "
+                              f"retries={retries}); give it retries=0: the governor is the one "
+                              f"retry layer", variable=f"INTERLOCK_DEP_{dependency.upper()}")
+        self.dependency = dependency
+        self.governor = governor
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` under the governor's rules."""
+        await request.aread()  # a retry sends the same body again
+        last: list[httpx.Response] = []
+
+        async def attempt(limit_s: float) -> httpx.Response:
+            response = await self.inner.handle_async_request(request)
+            if response.status_code in (408, 429) or response.status_code >= 500:
+                await response.aread()
+                last[:] = [response]
+                raise classify(self.dependency, response)
+            return response
+
+        action = f"{request.method} {request.url.path}"
+        try:
+            return await self.governor.call(self.dependency, attempt, current(), action=action)
+        except DependencyError as exc:
+            if last and exc.reason not in ("retry_budget_exhausted",):
+                return last[0]  # the dependency's own last word
+            raise GovernedRefusal(exc, request) from None
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
+
+
+def _inner_retries(runnable: Any) -> str | None:
+    """Why `runnable` retries on its own, if it does (a `with_retry`, an SDK's max_retries)."""
+    seen: set[int] = set()
+    while runnable is not None and id(runnable) not in seen:
+        seen.add(id(runnable))
+        if isinstance(runnable, RunnableRetry):
+            return "it is wrapped in with_retry()"
+        if isinstance(getattr(runnable, "max_retries", None), int) and runnable.max_retries > 0:
+            return f"max_retries={runnable.max_retries}"
+        runnable = getattr(runnable, "bound", None)
+    return None
+
+
+def governed_tool(tool: BaseTool, dependency: str, governor: CallGovernor) -> BaseTool:
+    """A LangChain tool whose every call goes through the governor as `dependency`.
+
+    A failure the tool raises is retried only when it is a `DependencyError` marked
+    retryable (or a timeout); anything else fails at once, as the tool would.
+    """
+    if why := _inner_retries(tool):
+        raise ConfigError(f"tool {tool.name!r} retries on its own ({why}); the governor is the "
+                          f"one retry layer", variable=f"INTERLOCK_DEP_{dependency.upper()}")
+
+    async def call(**kwargs: Any) -> Any:
+        async def attempt(limit_s: float) -> Any:
+            return await tool.ainvoke(kwargs)
+
+        return await governor.call(dependency, attempt, current(), action=tool.name)
+
+    return StructuredTool.from_function(coroutine=call, name=tool.name,
+                                        description=tool.description,
+                                        args_schema=tool.args_schema)
+
+
+def _model_error(dependency: str, exc: Exception) -> DependencyError | None:
+    """The governor's view of an SDK error (None: not a dependency failure)."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - the SDK is a dependency of ours
+        return None
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        raw = exc.response.headers.get("retry-after") if exc.response is not None else None
+        try:
+            retry_after = float(raw) if raw else None
+        except ValueError:
+            retry_after = None
+        retryable = status in (408, 429) or status >= 500
+        return DependencyError(f"HTTP {status}", dependency=dependency, retryable=retryable,
+                               status=status, retry_after_s=retry_after,
+                               reason="throttled" if status == 429 else (
+                                   "unavailable" if retryable else "rejected"))
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
+        return DependencyError(type(exc).__name__, dependency=dependency, retryable=True,
+                               reason="timeout" if isinstance(exc, openai.APITimeoutError)
+                               else "transport")
+    return None
+
+
+class GovernedChatModel(BaseChatModel):
+    """A chat model whose every generation goes through the governor (see the module)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    inner: BaseChatModel
+    """The model that answers (built with `max_retries=0`)."""
+    dependency: str
+    """The registered dependency its calls are governed as."""
+    governor: Any
+    """The governor (a `CallGovernor`)."""
+
+    @model_validator(mode="after")
+    def _no_inner_retries(self) -> Self:
+        if why := _inner_retries(self.inner):
+            raise ConfigError(f"the model of {self.dependency!r} retries on its own ({why}); "
+                              f"build it with max_retries=0: the governor is the one retry "
+                              f"layer", variable=f"INTERLOCK_DEP_{self.dependency.upper()}")
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return f"governed-{self.inner._llm_type}"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        raise NotImplementedError("a governed model is called asynchronously (ainvoke)")
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                         **kwargs: Any) -> ChatResult:
+        async def attempt(limit_s: float) -> ChatResult:
+            try:
+                result: ChatResult = await self.inner._agenerate(messages, stop=stop,
+                                                                 **kwargs)
+            except Exception as exc:
+                if (error := _model_error(self.dependency, exc)) is not None:
+                    raise error from None
+                raise
+            return result
+
+        outcome: ChatResult = await self.governor.call(self.dependency, attempt, current(),
+                                                       action="generate")
+        return outcome
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        """Tools as the inner model binds them, its calls still governed."""
+        bound = self.inner.bind_tools(tools, **kwargs)
+        return self.bind(**getattr(bound, "kwargs", {}))
