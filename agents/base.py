@@ -20,13 +20,14 @@ from pydantic import BaseModel
 
 from graphs.core.actors import may_act_for, resolve_actor, viewer_of
 from graphs.core.answers import AnswerContext, Claim, Ground
-from graphs.core.clock import iso, parse_iso
+from graphs.core.clock import Clock, iso, parse_iso
 from graphs.core.effects import EffectRules
 from graphs.core.freshness import scope_of
 from graphs.core.state import (
     Event,
     Fact,
     InterlockContext,
+    NodeSpan,
     PlanStep,
     StepStatus,
     WorkerInput,
@@ -200,7 +201,7 @@ def stamp(spec: WorkerSpec, state: WorkerInput, update: dict[str, Any]) -> dict[
     return update
 
 
-def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
+def as_node(spec: WorkerSpec, graph: WorkerGraph, clock: Clock | None = None) -> Node:
     """The supervisor-graph node that runs a worker subgraph for one step.
 
     It invokes the compiled subgraph (LangGraph nests it: traces, streaming with
@@ -209,8 +210,10 @@ def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
     facts with the requester's scope, so a worker cannot pass its output off as another's, nor
     a fact seen by staff off as a customer's. A subgraph compiled without a checkpointer
     runs with `durability="exit"`: it has nothing to persist, and LangGraph 1.2 would otherwise
-    wait for a checkpoint write that never comes.
+    wait for a checkpoint write that never comes. The step's own span (`NodeSpan`, by `clock`)
+    goes with its report: workers run side by side, and a checkpoint times only the slowest.
     """
+    clock = clock or Clock()
     durability: Literal["exit"] | None = "exit" if graph.checkpointer is False else None
 
     async def run_worker(state: WorkerInput, runtime: Runtime[InterlockContext]
@@ -228,8 +231,12 @@ def as_node(spec: WorkerSpec, graph: WorkerGraph) -> Node:
             "tags": [t for t in ("worker", f"worker:{spec.name}", thread_tag()) if t],
             "metadata": {"worker": spec.name, "worker_version": spec.version,
                          "plan_step": step["id"], "order_id": step["order_id"]}}
+        start = clock.now()
         out: dict[str, Any] = await graph.ainvoke(state, traced, durability=durability)
-        return stamp(spec, state, out)
+        update = stamp(spec, state, out)
+        update["spans"] = [NodeSpan(node=spec.name, step_id=step["id"], start=iso(start),
+                                    end=iso(clock.now()))]
+        return update
 
     run_worker.__name__ = f"run_{spec.name}"
     return run_worker

@@ -18,7 +18,7 @@ from agents.base import (
     single_node_worker,
 )
 from graphs.core.actors import viewer_of
-from graphs.core.answers import MONEY, AnswerContext, Ground, money
+from graphs.core.answers import MONEY, AnswerContext, Ground, money, plural
 from graphs.core.clock import iso
 from graphs.core.state import Fact, InterlockContext, WorkerState
 
@@ -90,7 +90,7 @@ def describe(fact: Fact, context: AnswerContext) -> str | None:
     names = ", ".join(i["name"] for i in items)
     status = str(v["status"]).replace("_", " ")
     text = (f"Order {v['order_id']} is {status}: placed {str(v['placed_at'])[:10]}, "
-            f"{count} item{'s' if count != 1 else ''} ({names}), total "
+            f"{plural(count, 'item')} ({names}), total "
             f"{money(v['total_cents'], v['currency'])}.")
     if v.get("delivered_at"):
         text += f" Delivered on {str(v['delivered_at'])[:10]}."

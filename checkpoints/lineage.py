@@ -68,16 +68,18 @@ async def history(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> list[dic
         writes: dict[str, list[str]] = {}
         verdicts: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
+        spans: list[dict[str, Any]] = []
         for task in tasks:
             result = task.result if isinstance(task.result, dict) else {}
             writes[task.name] = sorted(set(writes.get(task.name, [])) | set(result))
             verdicts.extend(result.get("verdicts") or [])
             events.extend(result.get("events") or [])
+            spans.extend(result.get("spans") or [])
         rows.append({
             "step": _step(snap), "checkpoint_id": _id(snap), "created_at": snap.created_at,
             "source": (snap.metadata or {}).get("source"),
             "nodes": [t.name for t in tasks] or (["input"] if previous is None else []),
-            "writes": writes, "verdicts": verdicts, "events": events,
+            "writes": writes, "verdicts": verdicts, "events": events, "spans": spans,
             "next": list(snap.next),
             "interrupts": [i.value for t in snap.tasks for i in t.interrupts],
         })

@@ -1,7 +1,8 @@
 """A run as a timeline, from its checkpoints and recorded events alone (no network, no LangSmith).
 
-Each step's nodes span from the previous checkpoint to their own; each dependency attempt spans
-its recorded duration; retries, breaker transitions, rejections, reuses, refreshes, guard
+A node that recorded its own span (`spans` in state: the workers, which run side by side) is
+drawn from it; any other spans from the previous checkpoint to its own. Each dependency attempt
+spans its recorded duration; retries, breaker transitions, rejections, reuses, refreshes, guard
 verdicts and approvals are marks in time. A thread is cut into segments where it waited (for
 a new request, or for a human), so a wait of hours does not squash the steps around it.
 """
@@ -27,6 +28,24 @@ def _at(text: str | None) -> datetime | None:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
+
+
+def _node_spans(row: dict[str, Any], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The row's nodes, each from its own recorded span if it has one, else the whole step."""
+    own = list(row.get("spans") or [])
+    spans = []
+    for node in row["nodes"]:
+        mine = next((s for s in own if s.get("node") == node), None)
+        begin, finish = start, end
+        if mine is not None:
+            own.remove(mine)
+            begin = _at(mine.get("start")) or start
+            finish = _at(mine.get("end")) or end
+        spans.append({"kind": "node", "name": node, "step": row["step"],
+                      "start": _iso(begin), "end": _iso(finish),
+                      "step_id": mine.get("step_id") if mine else None,
+                      "writes": row["writes"].get(node, [])})
+    return spans
 
 
 def _marks(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,16 +103,9 @@ async def timeline(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> dict[st
                        "waited_for": reason, "spans": [], "marks": []}
             segments.append(current)
             if resumed:  # the resumed node ran on from the answer to this checkpoint
-                for node in row["nodes"]:
-                    current["spans"].append({"kind": "node", "name": node, "step": row["step"],
-                                             "start": _iso(begin), "end": _iso(created),
-                                             "writes": row["writes"].get(node, [])})
+                current["spans"].extend(_node_spans(row, begin, created))
         else:
-            start = previous_end or created
-            for node in row["nodes"]:
-                current["spans"].append({"kind": "node", "name": node, "step": row["step"],
-                                         "start": _iso(start), "end": _iso(created),
-                                         "writes": row["writes"].get(node, [])})
+            current["spans"].extend(_node_spans(row, previous_end or created, created))
         current["marks"].extend(marks)
         for pending in row["interrupts"]:
             current["marks"].append({"kind": "approval", "name": "waiting for approval",

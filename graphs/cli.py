@@ -337,6 +337,7 @@ async def _command(app: Interlock, args: argparse.Namespace) -> int:
 
 
 async def _replay_or_fork(app: Interlock, args: argparse.Namespace) -> int:
+    from graphs.core.answers import plural
     from graphs.replay import fork, replay
 
     if args.command == "replay":
@@ -344,9 +345,12 @@ async def _replay_or_fork(app: Interlock, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report, ensure_ascii=False, default=str))
         elif report["reproduced"]:
-            print(f"reproduced: the {report['steps_compared']} steps after step "
+            called = report["dependencies_called"]
+            print(f"reproduced: the {plural(report['steps_compared'], 'step')} after step "
                   f"{report['from_step']} match the recording "
-                  f"({report['results_served']} recorded results served, no dependency called)")
+                  f"({plural(report['results_served'], 'recorded result')} served, "
+                  + (f"{plural(called, 'dependency call')} attempted)" if called
+                     else "no dependency called)"))
         else:
             diff = report["first_difference"]
             print(f"DIFFERS at step {diff['step']}"
@@ -372,6 +376,7 @@ async def _replay_or_fork(app: Interlock, args: argparse.Namespace) -> int:
 
 async def _trace(app: Interlock, args: argparse.Namespace) -> int:
     from checkpoints.timeline import timeline
+    from graphs.core.clock import parse_iso as _at
     from graphs.views import timeline_html
 
     data = await timeline(app.graph, args.thread)
@@ -387,7 +392,9 @@ async def _trace(app: Interlock, args: argparse.Namespace) -> int:
             for item in sorted(segment["spans"] + segment["marks"],
                                key=lambda i: i.get("start") or i.get("at") or ""):
                 when = item.get("start") or item.get("at")
-                print(f"  {str(when)[11:23]}  {item['kind']:<8} {item['name']}"
+                took = (f"{(_at(item['end']) - _at(item['start'])).total_seconds() * 1000:8.1f} ms"
+                        if item.get("end") else " " * 11)
+                print(f"  {str(when)[11:23]}  {took}  {item['kind']:<8} {item['name']}"
                       + (f"  ({item['detail']})" if item.get("detail") else ""))
     return 0
 

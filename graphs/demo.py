@@ -51,17 +51,23 @@ def _transcript(result: RunResult, shown: int = 0) -> int:
         waves = " then ".join("[" + ", ".join(f"{sid} {workers[sid]}" for sid in wave) + "]"
                               for wave in result.plan["waves"])
         print(f"    plan ({result.plan['source']}): {waves or 'no steps'}")
+    lines: list[tuple[str, str]] = []  # (when, line): verdicts and tool events in time order
     for verdict in result.verdicts[shown:]:
         where = f" {verdict['step_id']}" if verdict["step_id"] else ""
-        print(f"    {verdict['guard']:>8}{where}: {verdict['action']:<8} "
-              f"{'; '.join(verdict['reasons'])}")
+        lines.append((verdict["at"], f"    {verdict['guard']:>8}{where}: {verdict['action']:<8} "
+                                     f"{'; '.join(verdict['reasons'])}"))
+    since = result.verdicts[shown - 1]["at"] if shown else ""
     for event in result.events:
+        if event["at"] < since:
+            continue  # shown with the part of the request before the human's answer
         if event["kind"] in ("retry", "breaker", "rejected", "deadline") or (
                 event["kind"] == "attempt" and event["detail"].get("outcome") != "ok"):
             detail = ", ".join(f"{k}={v}" for k, v in event["detail"].items()
                                if k not in ("ms",) and v is not None)
-            print(f"    {'tools':>8} {event['step_id']}: {event['kind']:<8} "
-                  f"{event['dependency']} {detail}")
+            lines.append((event["at"], f"    {'tools':>8} {event['step_id']}: "
+                                       f"{event['kind']:<8} {event['dependency']} {detail}"))
+    for _, line in sorted(lines, key=lambda item: item[0]):
+        print(line)
     print(f"    status: {result.status}" + (f" · degraded: {', '.join(result.degraded)}"
                                              if result.degraded else ""))
     for line in result.answer.splitlines():

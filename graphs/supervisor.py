@@ -169,7 +169,7 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                      destinations=(*by_name, "responder"))
     for spec in workers:
         deps = deps_of(spec)
-        builder.add_node(spec.name, as_node(spec, spec.build(deps)),
+        builder.add_node(spec.name, as_node(spec, spec.build(deps), clock),
                          error_handler=_worker_error_handler(spec, deps),
                          # A backstop: the governor keeps calls within the deadline; a worker
                          # stuck anyway is cut here and reported as a failed step. A side

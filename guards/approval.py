@@ -93,17 +93,22 @@ def limit_reasons(p: Proposal, exposure: Exposure, settings: GuardSettings) -> l
                                               if parse_iso(r["at"]) >= since)
     window = _hours(settings.approval_window_s)
     if on_subject + amount > settings.auto_approve_order_cents:
-        reasons.append(f"order_limit: {money(on_subject, cur)} was already done or asked for on "
-                       f"{subject} in the last {window}; with {money(amount, cur)} that is "
-                       f"{money(on_subject + amount, cur)}, above the "
-                       f"{money(settings.auto_approve_order_cents, cur)} allowed without a human")
-    if p["principal"] and (
-            exposure.principal_cents + amount > settings.auto_approve_customer_cents):
-        reasons.append(f"customer_limit: {money(exposure.principal_cents, cur)} was already "
-                       f"done or asked for for {_named(p['principal'])} in the last {window}; "
-                       f"with {money(amount, cur)} that is above the "
-                       f"{money(settings.auto_approve_customer_cents, cur)} allowed without a "
-                       f"human")
+        earlier = (f"{money(on_subject, cur)} was already done or asked for on {subject} in the "
+                   f"last {window}; with {money(amount, cur)} that is "
+                   f"{money(on_subject + amount, cur)}," if on_subject
+                   else f"{money(amount, cur)} on {subject} is")
+        reasons.append(f"order_limit: {earlier} above the "
+                       f"{money(settings.auto_approve_order_cents, cur)} allowed on one "
+                       f"{p['subject'].split(':')[0] or 'subject'} in {window} without a human")
+    principal_cents = exposure.principal_cents
+    if p["principal"] and principal_cents + amount > settings.auto_approve_customer_cents:
+        earlier = (f"{money(principal_cents, cur)} was already done or asked for for "
+                   f"{_named(p['principal'])} in the last {window}; with {money(amount, cur)} "
+                   f"that is {money(principal_cents + amount, cur)}," if principal_cents
+                   else f"{money(amount, cur)} for {_named(p['principal'])} is")
+        reasons.append(f"customer_limit: {earlier} above the "
+                       f"{money(settings.auto_approve_customer_cents, cur)} allowed in "
+                       f"{window} without a human")
     if settings.duplicate_window_s > 0:
         since = requested - timedelta(seconds=settings.duplicate_window_s)
         twins = [f"{r['id']} at {r['at'][:16]}" for r in external

@@ -15,6 +15,7 @@ from langgraph.types import Overwrite
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from graphs.core.actors import viewer_of
+from graphs.core.answers import plural
 from graphs.core.clock import Clock, iso
 from graphs.core.freshness import scope_of
 from graphs.core.state import Fact, InterlockState, StepResult, Verdict
@@ -98,7 +99,7 @@ def make_fact_guard(clock: Clock, owns: Mapping[str, Mapping[str, type[BaseModel
             degraded.update(report["degraded"])
             verdicts.append(Verdict(
                 guard=GUARD, passed=not problems, action="refuse" if problems else "allow",
-                reasons=problems or [f"{len(accepted)} fact(s) from {worker}"],
+                reasons=problems or [f"{plural(len(accepted), 'fact')} from {worker}"],
                 fact_ids=accepted, step_id=step_id, turn=turn, at=iso(clock.now())))
         return {"facts": facts, "results": results, "verdicts": verdicts,
                 "degraded": sorted(degraded), "inbox": Overwrite([])}

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from graphs.core.answers import plural
 from graphs.core.clock import Clock, iso
 from graphs.core.errors import InputError
 from graphs.core.plans import compute_waves, find_cycle, mentions
@@ -158,7 +159,7 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
             return Verdict(guard=GUARD, passed=not problems,
                            action="refuse" if problems else "allow",
                            reasons=problems or [f"plan from {plan['source']}: "
-                                                f"{len(plan['steps'])} steps"],
+                                                f"{plural(len(plan['steps']), 'step')}"],
                            fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))
 
         try:

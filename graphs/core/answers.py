@@ -15,7 +15,8 @@ from typing import Any
 
 from graphs.core.state import Fact
 
-__all__ = ["MONEY", "AnswerContext", "Claim", "Ground", "cents_in", "fields_named", "money"]
+__all__ = ["MONEY", "AnswerContext", "Claim", "Ground", "cents_in", "fields_named", "money",
+           "plural"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,3 +103,8 @@ MONEY = Ground(name="amount", stated=_stated_cents,
 def money(cents: int, currency: str | None = "USD") -> str:
     """`$1,234.50` for USD, `1,234.50 EUR` otherwise."""
     return f"${cents / 100:,.2f}" if currency in (None, "USD") else f"{cents / 100:,.2f} {currency}"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 step`, `3 steps`: a count with its noun (regular plurals only)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -30,6 +30,7 @@ __all__ = [
     "InputState",
     "InterlockContext",
     "InterlockState",
+    "NodeSpan",
     "Plan",
     "PlanStep",
     "RequestInfo",
@@ -188,6 +189,22 @@ class Event(TypedDict):
     """The plan step that made the call, if any (its id names the request's turn)."""
     detail: dict[str, Any]
     """Attempt number, status code, reason, breaker states, and so on."""
+
+
+class NodeSpan(TypedDict):
+    """When a node that runs beside others (a worker) began and ended, by its own clock.
+
+    A checkpoint only says when the slowest of a superstep's nodes was done.
+    """
+
+    node: str
+    """The node."""
+    step_id: str | None
+    """The plan step it ran, if any."""
+    start: str
+    """When it began."""
+    end: str
+    """When it ended."""
 
 
 class ErrorInfo(TypedDict):
@@ -409,6 +426,8 @@ class InterlockState(TypedDict):
     """Every guard verdict of the thread, in order."""
     events: NotRequired[Annotated[list[Event], APPEND]]
     """Every recorded tool-layer decision of the thread, in order."""
+    spans: NotRequired[Annotated[list[NodeSpan], APPEND]]
+    """When each worker step began and ended (`interlock trace` draws them)."""
     degraded: NotRequired[list[str]]
     """Dependencies the current request could not reach."""
     draft_answer: NotRequired[Draft | None]

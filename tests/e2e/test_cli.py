@@ -145,3 +145,12 @@ def test_demo_plays_every_scenario(home: Path) -> None:
                    "payments service: 1 refund(s) for order 1001",
                    "could not read the amount", "facts t1.s1: allow"):
         assert needle in out, needle
+    # In time order: the carrier's failed attempts come before the guards judged their step.
+    outage = out[out.index("[6] "):out.index("[7] ")]
+    lines = outage.splitlines()
+    attempts = [n for n, line in enumerate(lines) if "tools t1.s2: attempt" in line]
+    [facts] = [n for n, line in enumerate(lines) if "facts t1.s2:" in line]
+    [output] = [n for n, line in enumerate(lines) if "output:" in line]
+    assert len(attempts) == 3 and max(attempts) < facts < output, outage
+    assert "plan from rules: 1 step\n" in out and "1 fact from orders" in out
+    assert "1 steps" not in out and "fact(s)" not in out

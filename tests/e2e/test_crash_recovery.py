@@ -127,9 +127,10 @@ def test_kill_then_resume_pays_exactly_once(served: tuple[Path, str, Any], point
     run = cli(home, url, "run", MESSAGE, "--thread", thread, "--json", crash=crash)
     if point.startswith("server:"):
         server.kill = (point.split(":")[1], run.pid)
-    code, _, _ = finish(run)
+    code, out, _ = finish(run)
     server.kill = None
-    assert code in (-signal.SIGKILL, 0), code
+    # Every point lands inside the run: one past its last record would finish it unharmed.
+    assert code == -signal.SIGKILL, (code, out)
     resumed = None
     for _ in range(3):  # a resume is not crashed; one is enough unless the run never began
         code, out, err = finish(cli(home, url, "resume", thread, "--json"))
@@ -156,9 +157,3 @@ def test_kill_then_resume_pays_exactly_once(served: tuple[Path, str, Any], point
         asked = [e for e in events if e["kind"] == "reconcile"]
         assert asked and asked[0]["detail"]["earlier_attempts"] >= 1
         assert asked[0]["detail"]["known_cents"] >= 100
-
-
-def test_the_kill_points_reach_into_the_run() -> None:
-    assert len(KILL_POINTS) >= 20
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
@@ -28,3 +29,15 @@ def test_notebook_runs_in_a_fresh_kernel(path: Path) -> None:
     errors = [o for cell in book.cells for o in cell.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # A cell that draws a plot shows it: an image among its outputs (a non-interactive
+    # backend would draw it nowhere, and the executed notebook would hold no picture).
+    for number, cell in enumerate(book.cells):
+        if cell.cell_type == "code" and "plt." in cell.source:
+            images = [o for o in cell.get("outputs", [])
+                      if "image/png" in o.get("data", {}) or "image/svg+xml" in o.get("data", {})]
+            assert len(images) == cell.source.count("plt.show()") or (
+                images and "plt.show()" not in cell.source), (path.name, number, cell.source[:80])
+            for image in images:
+                png = image["data"].get("image/png")
+                if png:  # a picture, not an empty canvas
+                    assert len(base64.b64decode(png)) > 5000, (path.name, number)

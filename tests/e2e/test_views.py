@@ -11,6 +11,7 @@ import pytest
 
 from checkpoints.timeline import timeline
 from graphs.cli import main
+from graphs.core.clock import parse_iso
 from graphs.runner import Interlock
 from graphs.settings import FaultSpec, Settings
 from graphs.supervisor import build_graph
@@ -95,3 +96,24 @@ def test_cli_trace_and_graph(settings: Settings, tmp_path: Path,
     assert main(["graph"]) == 0
     assert "graph TD" in capsys.readouterr().out
     assert main(["trace", "no-such-thread"]) == 2
+
+
+async def test_workers_side_by_side_keep_their_own_durations(app: Interlock) -> None:
+    # The carrier answers slowly; the order lookup beside it must not be drawn as long.
+    assert app.toolbox.carrier_sim is not None
+    app.toolbox.carrier_sim.faults.set(FaultSpec(latency=0.3))
+    result = await app.run("Where is order 1042?")
+    [segment] = (await timeline(app.graph, result.thread_id))["segments"]
+
+    def took(name: str) -> float:
+        [span] = [s for s in segment["spans"] if s["name"] == name]
+        return (parse_iso(span["end"]) - parse_iso(span["start"])).total_seconds()
+
+    [orders] = [s for s in segment["spans"] if s["name"] == "orders"]
+    [shipping] = [s for s in segment["spans"] if s["name"] == "shipping"]
+    assert orders["step"] == shipping["step"]  # one superstep
+    assert (orders["step_id"], shipping["step_id"]) == ("t1.s1", "t1.s2")
+    assert took("shipping") >= 0.3 and took("orders") < 0.15, (took("orders"),
+                                                               took("shipping"))
+    [call] = [m for m in segment["marks"] if m["name"] == "carrier.track #1"]
+    assert shipping["start"] <= call["start"] and call["end"] <= shipping["end"]
