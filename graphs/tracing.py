@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
-
-import langsmith
-from langsmith import Client
-from langsmith.schemas import LangSmithInfo
-from urllib3.util.retry import Retry
+from typing import TYPE_CHECKING, Any
 
 from guards.output import redact
+
+if TYPE_CHECKING:  # the client (half a second of imports) loads only when tracing is on
+    from langsmith import Client
 
 __all__ = ["close_tracing", "configure_tracing", "redact_payload", "tracing_requested"]
 
@@ -56,6 +54,11 @@ def configure_tracing(*, session: Any = None, timeout_s: float = 2.0) -> Client 
         return _installed
     if not tracing_requested() and session is None:
         return None
+    import langsmith
+    from langsmith import Client
+    from langsmith.schemas import LangSmithInfo
+    from urllib3.util.retry import Retry
+
     # Daemon background threads: a process never waits at exit for a silent endpoint.
     os.environ.setdefault("LANGSMITH_USE_DAEMON", "true")
     # The client's own complaints about an unreachable endpoint would repeat on every batch;

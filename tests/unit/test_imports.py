@@ -63,3 +63,15 @@ def test_help_and_key_listing_load_no_langgraph(tmp_path: Path) -> None:
         "assert not loaded, loaded\n"
         "print('usage' in out.getvalue())", {"INTERLOCK_HOME": str(tmp_path)})
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
+
+
+def test_building_the_graph_with_the_rules_planner_loads_no_model_sdk(tmp_path: Path) -> None:
+    done = python(
+        "import sys\n"
+        "from graphs.supervisor import build_graph\n"
+        "build_graph()\n"
+        "loaded = sorted(m for m in sys.modules\n"
+        "                if m.split('.')[0] in ('openai', 'langchain_openai'))\n"
+        "assert not loaded, loaded\n"
+        "print('ok')", {"INTERLOCK_HOME": str(tmp_path)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
