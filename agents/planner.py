@@ -22,8 +22,12 @@ from tools.toolbox import Toolbox
 __all__ = ["make_planner"]
 
 
-def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec]) -> Any:
-    """The planner node; it proposes `candidate_plan` (or an `error`) for the plan guard."""
+def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
+                 goto: str = "plan_guard") -> Any:
+    """The planner node; it proposes `candidate_plan` (or an `error`) to the plan stages.
+
+    `goto` is the first plan stage's node (the graph builder passes it).
+    """
 
     async def planner(state: InterlockState, runtime: Runtime[InterlockContext]
                       ) -> Command[str]:
@@ -36,7 +40,7 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec]) -> Any:
             try:
                 plan = await model_plan(toolbox.model, text, turn=turn, workers=workers,
                                         ctx=ctx)
-                return Command(goto="plan_guard",
+                return Command(goto=goto,
                                update={"candidate_plan": plan, "events": ctx.events})
             except DependencyError as exc:
                 update["planner_fallback"] = f"{exc.reason}: {exc.message}"
@@ -51,9 +55,9 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec]) -> Any:
             plan = rules_plan(text, turn=turn, workers=workers)
         except InputError as exc:
             # The plan guard records the refusal; the planner only proposes.
-            return Command(goto="plan_guard", update={
+            return Command(goto=goto, update={
                 **update, "candidate_plan": None,
                 "error": ErrorInfo(code=exc.code, message=exc.message)})
-        return Command(goto="plan_guard", update={**update, "candidate_plan": plan})
+        return Command(goto=goto, update={**update, "candidate_plan": plan})
 
     return planner

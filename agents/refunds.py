@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -29,7 +29,7 @@ from agents.base import (
     make_fact,
     report,
 )
-from graphs.core.actors import viewer_of
+from graphs.core.actors import Actor, viewer_of
 from graphs.core.answers import MONEY, AnswerContext, Claim, money
 from graphs.core.clock import iso, parse_iso
 from graphs.core.effects import EffectRules, Proposal
@@ -128,12 +128,15 @@ async def _prior(toolbox: Toolbox, request: RequestInfo, step_id: str, order_id:
     return earlier if earlier is not None and earlier["attempts"] else None
 
 
-def _when(moment: str) -> str:
-    """A service's timestamp as RFC 3339 (one it sends oddly counts as now: the safer reading)."""
+def _when(moment: Any, now: str) -> str:
+    """A service's timestamp as RFC 3339; one it sends oddly counts as `now`.
+
+    That is the safer reading: it then weighs within every window.
+    """
     try:
-        return iso(parse_iso(moment))
+        return iso(parse_iso(str(moment)))
     except ValueError:
-        return iso(datetime.now(UTC))
+        return now
 
 
 async def _ask_first(toolbox: Toolbox, ctx: CallContext, order_id: int, key: str,
@@ -239,7 +242,61 @@ async def recheck(p: Proposal, toolbox: Toolbox, ctx: CallContext) -> list[str]:
     return []
 
 
-RULES = EffectRules(problems=policy_reasons, recheck=recheck)
+def _proposal(*, step_id: str, order_id: int, amount: int, currency: str, stated: bool,
+              key: str, effect: str, policy_version: str | None, window_days: int | None,
+              order_status: str, delivered_at: str | None, paid: int, refunded: int,
+              seen: int, customer: int | None, requested_at: str, requested_by: Actor,
+              recent: list[dict[str, Any]]) -> Proposal:
+    """A refund as the approval gate weighs it."""
+    return Proposal(
+        effect=SPEC.name, kind="refund_approval", step_id=step_id,
+        summary=f"Refund {money(amount, currency)} on order {order_id}",
+        subject=f"order:{order_id}",
+        principal=f"customer:{customer}" if customer is not None else None,
+        impact_cents=amount, currency=currency, amount_stated=stated, key=key,
+        effect_id=effect, policy_version=policy_version, requested_at=requested_at,
+        requested_by=requested_by,
+        terms={"order_id": order_id, "amount_cents": amount, "currency": currency,
+               "policy_version": policy_version},
+        shown={"order_id": order_id, "amount_cents": amount},
+        details={"order_id": order_id, "order_status": order_status,
+                 "delivered_at": delivered_at, "paid_cents": paid, "refunded_cents": refunded,
+                 "return_window_days": window_days, "seen_cents": seen},
+        # Every refund of the order, for the gate to weigh within its windows.
+        recent=recent, facts=[f"order:{order_id}", "policy:refund"])
+
+
+def upgrade(held: Mapping[str, Any], request: Mapping[str, Any]) -> Proposal | None:
+    """A refund proposal the previous version left waiting for a human, read as today's.
+
+    That version kept the refund's fields flat (`RefundProposal`); its payment key is kept
+    (or, older still, derived as that version did), so an approval given across an upgrade
+    pays under the key that was shown, once.
+    """
+    try:
+        order_id, step_id = int(held["order_id"]), str(held["step_id"])
+        info = cast(RequestInfo, request)
+        customer = held.get("customer_id")
+        return _proposal(
+            step_id=step_id, order_id=order_id, amount=int(held["amount_cents"]),
+            currency=str(held["currency"]), stated=False,
+            key=str(held.get("idempotency_key") or _legacy_key(info, step_id, order_id)),
+            effect=str(held.get("effect_id") or effect_id(info, step_id, order_id)),
+            policy_version=held.get("policy_version"),
+            window_days=held.get("return_window_days"),
+            order_status=str(held["order_status"]), delivered_at=held.get("delivered_at"),
+            paid=int(held["paid_cents"]), refunded=int(held["refunded_cents"]),
+            seen=int(held.get("seen_cents", held["refunded_cents"])),
+            customer=int(customer) if customer is not None else None,
+            requested_at=str(held["requested_at"]), requested_by=held["requested_by"],
+            recent=[{"id": r.get("refund_id"), "impact_cents": int(r.get("amount_cents", 0)),
+                     "at": _when(r.get("created_at", r.get("at")), str(held["requested_at"]))}
+                    for r in held.get("recent") or ()])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+RULES = EffectRules(problems=policy_reasons, recheck=recheck, upgrade=upgrade)
 """What the approval gate applies to a refund: the policy in effect, and a re-check."""
 
 
@@ -289,26 +346,17 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
         amount = amount if amount is not None else left
         key = prior["key"] if prior is not None else idempotency_key(
             request, step["id"], order_id, amount, order.currency)
-        proposal = Proposal(
-            effect=SPEC.name, kind="refund_approval", step_id=step["id"],
-            summary=f"Refund {money(amount, order.currency)} on order {order_id}",
-            subject=f"order:{order_id}", principal=f"customer:{order.customer_id}",
-            impact_cents=amount, currency=order.currency,
-            amount_stated=step["amount_cents"] is not None, key=key, effect_id=effect,
+        proposal = _proposal(
+            step_id=step["id"], order_id=order_id, amount=amount, currency=order.currency,
+            stated=step["amount_cents"] is not None, key=key, effect=effect,
             policy_version=policy.version if policy else None,
+            window_days=policy.return_window_days if policy else None,
+            order_status=order.status,
+            delivered_at=iso(order.delivered_at) if order.delivered_at else None,
+            paid=order.paid_cents, refunded=refunded, seen=seen, customer=order.customer_id,
             requested_at=request["received_at"], requested_by=request["actor"],
-            terms={"order_id": order_id, "amount_cents": amount, "currency": order.currency,
-                   "policy_version": policy.version if policy else None},
-            shown={"order_id": order_id, "amount_cents": amount},
-            details={"order_id": order_id, "order_status": order.status,
-                     "delivered_at": iso(order.delivered_at) if order.delivered_at else None,
-                     "paid_cents": order.paid_cents, "refunded_cents": refunded,
-                     "return_window_days": policy.return_window_days if policy else None,
-                     "seen_cents": seen},
-            # Every refund of the order, for the gate to weigh within its windows.
             recent=[{"id": r.refund_id, "impact_cents": r.amount_cents,
-                     "at": _when(r.created_at)} for r in earlier],
-            facts=[f"order:{order_id}", "policy:refund"])
+                     "at": _when(r.created_at, iso(now))} for r in earlier])
         if amount <= 0:
             fact = _refund_fact(step, now, order_id=order_id, status="refused", amount_cents=0,
                                currency=order.currency, left_cents=left,
@@ -488,7 +536,8 @@ _ORDER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
 def _refund_made(sentence: str, facts: Sequence[Fact]) -> bool:
     named = {int(n) for n in _ORDER.findall(sentence)}
     executed = {int(f["value"]["order_id"]) for f in facts
-                if f["kind"] == "refund" and f["value"].get("status") == "executed"}
+                if f["kind"] == "refund" and f["worker"] == SPEC.name
+                and f["value"].get("status") == "executed"}
     return bool(named) and named <= executed
 
 

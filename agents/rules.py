@@ -38,12 +38,18 @@ _ORDER = re.compile(r"\border|\bstatus\b|\bpaid\b|\bitems?\b|\btotal\b|\bcancel"
 
 
 _UNSUPPORTED = (
-    ("cancel an order", re.compile(r"\bcancel", re.IGNORECASE)),
+    # The request, not the state: "cancel (order 1050)", "cancelling it", "a cancellation",
+    # but not "why was it cancelled?", "noise-cancelling headphones" or "cancellation policy".
+    ("cancel an order", re.compile(r"(?<![\w-])(?:cancel(?:l?ing)?|cancellation(?!\s+polic))\b",
+                                   re.IGNORECASE)),
     ("change a delivery address", re.compile(
         r"\b(?:change|update|correct|edit)\b[^.?!]{0,40}\baddress|\baddress\b[^.?!]{0,20}"
         r"\bchange", re.IGNORECASE)),
-    ("exchange an item", re.compile(r"\bexchange|\bswap\b|\breplace(?:ment)?\b",
-                                    re.IGNORECASE)),
+    # "exchange it", "swap it", "replace it", "I want a replacement", but not "where is the
+    # replacement for order 1042?" (a status question about one already sent).
+    ("exchange an item", re.compile(
+        r"\b(?:exchange|swap|replace)\b|\b(?:want|need|like|get|send(?: me)?|ask for)\s+"
+        r"(?:a\s+|another\s+)?replacement\b", re.IGNORECASE)),
 )
 """What customers ask that this desk does not do (said so plainly, with what it can do)."""
 

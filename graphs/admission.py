@@ -123,11 +123,12 @@ def resume_problem(resume: Any, pending: Sequence[Mapping[str, Any]]) -> str | N
             return (f"an answer must name the proposal it answers: add "
                     f"\"digest\": \"{digest}\" (from the thread's interrupts)")
         if answer.get("digest") != digest:
-            order = value.get("order_id") if isinstance(value, Mapping) else None
-            amount = value.get("amount_cents") if isinstance(value, Mapping) else None
+            shown = value if isinstance(value, Mapping) else {}
+            what = shown.get("summary") or (f"order {shown.get('order_id')}, "
+                                            f"{shown.get('amount_cents')} cents")
             return (f"the answer names proposal {str(answer.get('digest'))[:19]}…, which is no "
-                    f"longer pending; what waits is order {order}, {amount} cents, digest "
-                    f"{digest}: read it before you answer")
+                    f"longer pending; what waits is {what}, digest {digest}: read it before "
+                    f"you answer")
         return None
 
     if isinstance(resume, Mapping) and resume and all(

@@ -4,7 +4,7 @@ An API key (header `x-api-key`, or `Authorization: Bearer <key>`) stands for an 
 staff, or one customer. No key or an unknown key: 401. Staff see every thread and may approve
 refunds. A customer creates threads that carry their identity, sees and resumes only those
 (any other thread is "not found"), and may not answer an approval. The graph takes the actor
-from this authenticated user, never from the request body (see `graphs/actors.py`).
+from this authenticated user, never from the request body (see `graphs/core/actors.py`).
 """
 
 from __future__ import annotations

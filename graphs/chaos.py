@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from agents.registry import DEFAULT_WORKERS
 from agents.rules import rules_plan
 from graphs.core.clock import Clock
 from graphs.core.errors import InputError
@@ -321,9 +322,13 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
     }
 
 
+_EFFECTS = frozenset(w.name for w in DEFAULT_WORKERS if w.side_effects)
+"""The support desk's side-effecting workers (the scenarios run the default workers)."""
+
+
 def _unsettled(result: RunResult) -> bool:
     """Whether a result still has a side effect pending or undone for a retryable reason."""
-    return bool(pending_effects({"plan": result.plan, "facts": result.facts}))
+    return bool(pending_effects({"plan": result.plan, "facts": result.facts}, _EFFECTS))
 
 
 def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],

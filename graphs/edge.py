@@ -264,9 +264,10 @@ class Edge:
             return payload
         if pending:
             waiting = approvals[0]["value"] if approvals else {}
-            what = (f" (a refund of {waiting.get('amount_cents', 0) / 100:,.2f} "
-                    f"{waiting.get('currency', '')} on order {waiting.get('order_id')})"
-                    if waiting else "")
+            summary = waiting.get("summary") or (
+                f"a refund of {waiting.get('amount_cents', 0) / 100:,.2f} "
+                f"{waiting.get('currency', '')} on order {waiting.get('order_id')}")
+            what = f" ({summary})" if waiting else ""
             raise _Refused(409, f"this conversation waits for a decision by support staff"
                                 f"{what}; send a new request once it is decided",
                            code="awaiting_approval")

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -34,8 +34,8 @@ from graphs.core.state import (
 from graphs.settings import Settings
 from tools.spans import thread_of
 
-__all__ = ["EffectMode", "Produces", "make_after_facts", "make_supervisor", "pending_effects",
-           "reconciler"]
+__all__ = ["EffectMode", "Produces", "make_after_facts", "make_reconciler", "make_supervisor",
+           "pending_effects", "side_effecting"]
 
 Produces = Mapping[str, Callable[[PlanStep], list[str]] | None]
 """For each worker, the fact ids a step yields (None: its steps are never reused)."""
@@ -196,14 +196,17 @@ def make_after_facts(settings: Settings, clock: Clock, produces: Produces
     return after_facts
 
 
-def pending_effects(state: Mapping[str, Any]) -> dict[str, EffectMode]:
+def pending_effects(state: Mapping[str, Any], effects: Collection[str]
+                    ) -> dict[str, EffectMode]:
     """Side effects of the current request left unsettled: step id -> `reconcile` or `run`.
 
+    `effects` names the workers with side effects (a read-only worker's step is never one).
     `reconcile`: the outcome is unknown (the request may have landed); `run`: the effect was
     not made because the dependency was unavailable, and may be tried again.
     """
     plan = state.get("plan")
-    steps = {step["id"] for step in plan["steps"]} if plan else set()
+    steps = {step["id"] for step in plan["steps"]
+             if step["worker"] in effects} if plan else set()
     unsettled: dict[str, EffectMode] = {}
     for fact in state.get("facts", {}).values():
         if fact["step_id"] not in steps or not isinstance(fact["value"], dict):
@@ -215,7 +218,16 @@ def pending_effects(state: Mapping[str, Any]) -> dict[str, EffectMode]:
     return unsettled
 
 
-async def reconciler(state: InterlockState) -> Command[Any]:
+def make_reconciler(effects: Collection[str]) -> Any:
+    """The reconciler node of a graph whose side-effecting workers are `effects`."""
+
+    async def reconciler(state: InterlockState) -> Command[Any]:
+        return _reconcile(state, effects)
+
+    return reconciler
+
+
+def _reconcile(state: InterlockState, effects: Collection[str]) -> Command[Any]:
     """Send each unsettled side effect of the current request back to its worker.
 
     Reached only by `Command(goto="reconciler")` (what `interlock resume` does for a finished
@@ -228,7 +240,7 @@ async def reconciler(state: InterlockState) -> Command[Any]:
     facts = state.get("facts", {})
     results = state.get("results", {})
     steps = {s["id"]: s for s in plan["steps"]}
-    unsettled = pending_effects(state)
+    unsettled = pending_effects(state, effects)
     if not unsettled:
         return Command(goto="responder")
     sends = []
@@ -241,3 +253,9 @@ async def reconciler(state: InterlockState) -> Command[Any]:
             mode=mode)))
     # What the earlier attempt reported no longer stands until the steps report again.
     return Command(goto=sends, update={"degraded": [], "status": "running", "error": None})
+
+
+def side_effecting(graph: Any) -> frozenset[str]:
+    """The workers of a compiled supervisor graph that have side effects (node metadata)."""
+    return frozenset(name for name, node in graph.nodes.items()
+                     if (node.metadata or {}).get("side_effects"))

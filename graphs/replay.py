@@ -173,9 +173,10 @@ async def replay(app: Interlock, thread_id: str, *, from_step: int | None = None
     return {"thread_id": thread_id, "from_step": start, "steps_compared": len(recorded_rows),
             "reproduced": difference is None, "first_difference": difference,
             "results_served": recorded.served,
-            # Counted where calls would go out: the recording seam ran none of them, and the
-            # transport refused every request that went around it.
-            "dependencies_called": toolbox.recorder.attempted + refused.calls}
+            # Counted where calls would go out: the recording seam serves without calling,
+            # and the governor and the transport refused (and counted) every call that went
+            # around it.
+            "dependencies_called": refused.calls}
 
 
 async def fork(app: Interlock, thread_id: str, *, from_step: int,

@@ -24,7 +24,7 @@ from graphs.core.actors import is_staff, may_act_for
 from graphs.core.clock import iso
 from graphs.core.errors import InputError, NotFoundError
 from graphs.core.state import STAFF, Actor, InterlockContext
-from graphs.executor import pending_effects
+from graphs.executor import pending_effects, side_effecting
 from graphs.settings import Settings, settings_of
 from graphs.supervisor import InterlockGraph, build_graph
 from guards.stages import GuardStage
@@ -99,10 +99,8 @@ def _summary(thread_id: str, values: dict[str, Any], pending: list[Any],
                               "events": events}
     if pending:
         approval = pending[0]
-        amount = approval.get("amount_cents", 0) / 100 if isinstance(approval, dict) else 0
-        answer = (f"The refund of ${amount:,.2f} on order {approval.get('order_id')} waits "
-                  f"for approval by support staff." if isinstance(approval, dict)
-                  else "Waiting for approval.")
+        answer = (f"{_waiting(approval)} waits for approval by support staff."
+                  if isinstance(approval, dict) else "Waiting for approval.")
         return RunResult(status="awaiting_approval", answer=answer, pending_approval=approval,
                          **common)
     status = values.get("status") or "failed"
@@ -207,7 +205,7 @@ class Interlock:
             # no next step when the tasks of the last step finished but their step was not
             # closed, or when only the input was recorded; the request's status tells.
             command = None
-        elif pending_effects(snap.values):
+        elif pending_effects(snap.values, side_effecting(self.graph)):
             command = Command(goto="reconciler")  # settle refunds whose outcome was unknown
         else:
             return summarize(thread_id, snap)
@@ -284,3 +282,11 @@ async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox |
                             workers=workers, guards=guards)
         finally:
             await toolbox.aclose()
+
+
+def _waiting(approval: dict[str, Any]) -> str:
+    """What waits, in the words the approval shows a reviewer."""
+    if summary := approval.get("summary"):
+        return str(summary)
+    amount = approval.get("amount_cents", 0) / 100  # an approval of the previous version
+    return f"The refund of ${amount:,.2f} on order {approval.get('order_id')}"

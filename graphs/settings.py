@@ -414,6 +414,9 @@ def _extensions(modules: tuple[str, ...]
         except ImportError as exc:
             raise ConfigError(f"cannot import {name!r}: {exc}",
                               variable="INTERLOCK_EXTENSIONS") from None
+        except Exception as exc:  # the team's module failed as it loaded: say where
+            raise ConfigError(f"importing {name!r} failed: {type(exc).__name__}: {exc}",
+                              variable="INTERLOCK_EXTENSIONS") from exc
         dependencies.extend(getattr(module, "DEPENDENCIES", ()))
         workers.extend(getattr(module, "WORKERS", ()))
         guards.extend(getattr(module, "GUARDS", ()))

@@ -33,7 +33,7 @@ from graphs.core.state import (
     WorkerInput,
     WorkerReport,
 )
-from graphs.executor import make_after_facts, make_supervisor, reconciler
+from graphs.executor import make_after_facts, make_reconciler, make_supervisor
 from graphs.settings import Settings, settings_of
 from graphs.tracing import configure_tracing
 from guards.approval import make_approval_guard
@@ -85,9 +85,38 @@ def _ordered(guards: Sequence[GuardStage]) -> dict[str, list[GuardStage]]:
         raise ValueError("two guard stages share a name")
     if not places["request"] or places["request"][0].name != "intake":
         raise ValueError("the intake guard must be the first request stage")
+    if not any(g.name == "plan" for g in places["plan"]):
+        raise ValueError("the plan guard (guards.plan.PLAN) must be one of the plan stages: it "
+                         "turns the planner's candidate into the plan the supervisor runs")
     if not places["answer"] or not places["answer"][-1].final:
         raise ValueError("an answer stage that writes the answer (the output guard) must be last")
     return places
+
+
+def _declared(workers: Sequence[WorkerSpec]) -> tuple[list[Any], list[Any]]:
+    """Every worker's grounds and claims, once each; what would shadow another is refused.
+
+    A fact kind has one owner, a worker name one worker, and a ground or claim name one
+    check: a team's worker that declared `order` again would otherwise replace the check the
+    output guard makes of every order number (or take over the wording of another's facts).
+    """
+    def once(kind: str, items: Sequence[tuple[str, Any]]) -> list[Any]:
+        seen: dict[str, Any] = {}
+        for name, item in items:
+            if name in seen and seen[name] is not item:
+                raise ValueError(f"two {kind}s are named {name!r}: name yours differently")
+            seen[name] = item
+        return list(seen.values())
+
+    once("worker", [(w.name, w) for w in workers])
+    owners: dict[str, str] = {}
+    for w in workers:
+        for kind in w.owns:
+            if owners.setdefault(kind, w.name) != w.name:
+                raise ValueError(f"fact kind {kind!r} is owned by both {owners[kind]!r} and "
+                                 f"{w.name!r}: one worker owns a kind")
+    return (once("ground", [(g.name, g) for w in workers for g in w.grounds]),
+            once("claim", [(c.name, c) for w in workers for c in w.claims]))
 
 
 def _stage_node(stage: GuardStage, check: Check, after: str) -> Any:
@@ -134,6 +163,7 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     workers = tuple(workers or (*DEFAULT_WORKERS, *settings.workers))
     places = _ordered(tuple(guards or (*DEFAULT_GUARDS, *settings.guards)))
     clock = toolbox.clock
+    grounds, claims = _declared(workers)
     by_name = {w.name: w for w in workers}
     def deps_of(spec: WorkerSpec) -> WorkerDeps:
         if not spec.side_effects:
@@ -148,8 +178,7 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     stage_deps = StageDeps(
         settings=settings, clock=clock, workers=by_name, side_effects=effects,
         fallback=lambda text, turn: rules_plan(text, turn=turn, workers=workers),
-        grounds=[g for w in workers for g in w.grounds],
-        claims=[c for w in workers for c in w.claims])
+        grounds=grounds, claims=claims)
 
     builder = StateGraph(InterlockState, context_schema=InterlockContext,
                          input_schema=InputState)
@@ -162,8 +191,9 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
             builder.add_node(stage.node, _stage_node(stage, stage.build(stage_deps), after),
                              metadata={"kind": "guard", "guard": stage.name},
                              destinations=tuple(dict.fromkeys(routes)))
-    builder.add_node("planner", make_planner(toolbox, workers), metadata={"kind": "planner"},
-                     destinations=(places["plan"][0].node if places["plan"] else "supervisor",))
+    first_plan = places["plan"][0].node
+    builder.add_node("planner", make_planner(toolbox, workers, goto=first_plan),
+                     metadata={"kind": "planner"}, destinations=(first_plan,))
     produces = {w.name: w.produces for w in workers}
     builder.add_node("supervisor", make_supervisor(settings, clock, produces),
                      destinations=(*by_name, "responder"))
@@ -176,9 +206,11 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                          # effect gets a fresh deadline after a human decision, hence more.
                          timeout=settings.deadline_s * (2.2 if spec.side_effects else 1.1),
                          metadata={"kind": "worker", "worker": spec.name,
-                                   "version": spec.version})
+                                   "version": spec.version,
+                                   "side_effects": spec.side_effects})
         builder.add_edge(spec.name, "fact_guard")
-    builder.add_node("reconciler", reconciler, destinations=(*by_name, "responder"))
+    builder.add_node("reconciler", make_reconciler(effects),
+                     destinations=(*by_name, "responder"))
     builder.add_node("fact_guard", traced_guard(
         "facts", make_fact_guard(clock, {w.name: w.owns for w in workers})),
         metadata={"kind": "guard", "guard": "facts"})

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, Self, cast
 
@@ -207,6 +207,17 @@ def _request(proposal: Proposal, reasons: Sequence[str], settings: GuardSettings
     return request
 
 
+_SHAPE = frozenset(Proposal.__required_keys__)
+
+
+def _current(held: Mapping[str, Any], request: Mapping[str, Any], rules: EffectRules
+             ) -> Proposal | None:
+    """The proposal in today's shape: as held, or read by the worker's `upgrade`."""
+    if _SHAPE <= held.keys():
+        return cast(Proposal, held)
+    return rules.upgrade(held, request) if rules.upgrade is not None else None
+
+
 def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
                         rules: EffectRules) -> Any:
     """The approval gate node of one side-effecting worker (`scratch.proposal`), by its rules.
@@ -218,8 +229,19 @@ def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
 
     async def approval_guard(state: WorkerState, runtime: Runtime[InterlockContext]
                              ) -> dict[str, Any]:
-        proposal: Proposal = state["scratch"]["proposal"]
         turn = state["request"]["turn"]
+        held = state["scratch"]["proposal"]
+        upgraded = _current(held, state["request"], rules)
+        if upgraded is None:  # an earlier version's proposal that cannot be read safely
+            step = str(held.get("step_id", ""))
+            decision = ApprovalDecision(
+                decision="refuse", approver=None, escalated=False, decided_at=iso(clock.now()),
+                reasons=["unreadable_proposal: this proposal was made by an earlier version "
+                         "and cannot be checked now; nothing was moved, ask again"])
+            return {"scratch": {"approval": decision}, "verdicts": [Verdict(
+                guard=GUARD, passed=False, action="refuse", reasons=decision["reasons"],
+                fact_ids=[], step_id=step or None, turn=turn, at=decision["decided_at"])]}
+        proposal: Proposal = upgraded
         step_id = proposal["step_id"]
         key = proposal["key"]
         fact_ids = list(proposal["facts"])
@@ -305,6 +327,8 @@ def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
             reasons=decision["reasons"], fact_ids=fact_ids, step_id=step_id, turn=turn,
             at=decision["decided_at"]))
         scratch: dict[str, Any] = {"approval": decision}
+        if upgraded is not held:  # the worker goes on with the proposal as read now
+            scratch["proposal"] = proposal
         if escalated:
             scratch["deadline_at"] = iso(fresh_deadline)
         return {"scratch": scratch, "verdicts": verdicts, "events": ctx.events}

@@ -15,20 +15,28 @@ refuses to wrap anything that retries on its own: retries belong to the governor
 
 A call's deadline and where its events go come from `calling(ctx)`: `with calling(ctx): ...`
 around the code that calls (a worker node, with its step's `CallContext`).
+
+Given the toolbox's `recorder` (`recorder=toolbox.recorder`, or `wiring.recorder` in a
+dependency's client), each adapter records every call's result at the one seam, so
+`interlock replay` serves it from the record and calls nothing. Without one, a replay's
+governor (`toolbox.governor` of the replay) refuses the call and counts it, so the step fails
+and the replay reports the difference; a call made through some other governor goes out.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, Self
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables.retry import RunnableRetry
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import ConfigDict, model_validator
@@ -37,6 +45,7 @@ from graphs.core.errors import ConfigError
 from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor
 from tools.http import classify
+from tools.recording import Recorder
 
 __all__ = ["GovernedChatModel", "GovernedRefusal", "GovernedTransport", "calling", "current",
            "governed_tool"]
@@ -59,6 +68,14 @@ def current() -> CallContext:
     return _current.get() or CallContext()
 
 
+async def _recorded(recorder: Recorder | None, ctx: CallContext, dependency: str, action: str,
+                    args: dict[str, Any], run: Callable[[], Awaitable[Any]]) -> Any:
+    """`run()` at the recording seam when there is a recorder (a replay serves it instead)."""
+    if recorder is None:
+        return await run()
+    return await recorder.call(ctx, dependency, action, args, run)
+
+
 class GovernedRefusal(httpx.TransportError):
     """The governor refused the request (breaker open, budget spent, no time left, no slot)."""
 
@@ -71,7 +88,8 @@ class GovernedTransport(httpx.AsyncBaseTransport):
     """An httpx transport whose every request goes through the governor as `dependency`."""
 
     def __init__(self, dependency: str, governor: CallGovernor,
-                 inner: httpx.AsyncBaseTransport | None = None) -> None:
+                 inner: httpx.AsyncBaseTransport | None = None, *,
+                 recorder: Recorder | None = None) -> None:
         if inner is None:
             inner = httpx.AsyncHTTPTransport()
         retries = getattr(getattr(inner, "_pool", None), "_retries", 0)
@@ -82,10 +100,35 @@ class GovernedTransport(httpx.AsyncBaseTransport):
         self.dependency = dependency
         self.governor = governor
         self.inner = inner
+        self.recorder = recorder
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` under the governor's rules."""
         await request.aread()  # a retry sends the same body again
+        ctx = current()
+        action = f"{request.method} {request.url.path}"
+        if self.recorder is None:
+            return await self._send(request, ctx, action)
+
+        async def run() -> dict[str, Any]:
+            response = await self._send(request, ctx, action)
+            return {"status": response.status_code,
+                    "headers": [[k, v] for k, v in response.headers.multi_items()
+                                if k.lower() not in ("content-encoding", "content-length",
+                                                     "transfer-encoding")],
+                    "body": base64.b64encode(await response.aread()).decode()}
+
+        args = {"method": request.method, "url": str(request.url),
+                "body": hashlib.sha256(request.content).hexdigest()}
+        try:
+            kept = await self.recorder.call(ctx, self.dependency, action, args, run)
+        except DependencyError as exc:
+            raise GovernedRefusal(exc, request) from None
+        return httpx.Response(int(kept["status"]), headers=kept["headers"],
+                              content=base64.b64decode(kept["body"]), request=request)
+
+    async def _send(self, request: httpx.Request, ctx: CallContext, action: str
+                    ) -> httpx.Response:
         last: list[httpx.Response] = []
 
         async def attempt(limit_s: float) -> httpx.Response:
@@ -96,12 +139,13 @@ class GovernedTransport(httpx.AsyncBaseTransport):
                 raise classify(self.dependency, response)
             return response
 
-        action = f"{request.method} {request.url.path}"
         try:
-            return await self.governor.call(self.dependency, attempt, current(), action=action)
+            return await self.governor.call(self.dependency, attempt, ctx, action=action)
         except DependencyError as exc:
             if last and exc.reason not in ("retry_budget_exhausted",):
                 return last[0]  # the dependency's own last word
+            if self.recorder is not None:
+                raise
             raise GovernedRefusal(exc, request) from None
 
     async def aclose(self) -> None:
@@ -118,15 +162,24 @@ def _inner_retries(runnable: Any) -> str | None:
             return "it is wrapped in with_retry()"
         if isinstance(getattr(runnable, "max_retries", None), int) and runnable.max_retries > 0:
             return f"max_retries={runnable.max_retries}"
+        # A model left at max_retries=None gets its SDK client's own default (OpenAI's is 2):
+        # what counts is the client that makes the calls.
+        for name in ("root_async_client", "root_client", "async_client", "client"):
+            sdk = getattr(runnable, name, None)
+            retries = getattr(sdk, "max_retries", None)
+            if isinstance(retries, int) and not isinstance(retries, bool) and retries > 0:
+                return f"its SDK client retries (max_retries={retries}); set max_retries=0"
         runnable = getattr(runnable, "bound", None)
     return None
 
 
-def governed_tool(tool: BaseTool, dependency: str, governor: CallGovernor) -> BaseTool:
+def governed_tool(tool: BaseTool, dependency: str, governor: CallGovernor, *,
+                  recorder: Recorder | None = None) -> BaseTool:
     """A LangChain tool whose every call goes through the governor as `dependency`.
 
     A failure the tool raises is retried only when it is a `DependencyError` marked
-    retryable (or a timeout); anything else fails at once, as the tool would.
+    retryable (or a timeout); anything else fails at once, as the tool would. With a
+    `recorder`, results are recorded (and served in a replay): they must be JSON-like.
     """
     if why := _inner_retries(tool):
         raise ConfigError(f"tool {tool.name!r} retries on its own ({why}); the governor is the "
@@ -136,7 +189,10 @@ def governed_tool(tool: BaseTool, dependency: str, governor: CallGovernor) -> Ba
         async def attempt(limit_s: float) -> Any:
             return await tool.ainvoke(kwargs)
 
-        return await governor.call(dependency, attempt, current(), action=tool.name)
+        ctx = current()
+        return await _recorded(recorder, ctx, dependency, tool.name, kwargs,
+                               lambda: governor.call(dependency, attempt, ctx,
+                                                     action=tool.name))
 
     return StructuredTool.from_function(coroutine=call, name=tool.name,
                                         description=tool.description,
@@ -178,6 +234,8 @@ class GovernedChatModel(BaseChatModel):
     """The registered dependency its calls are governed as."""
     governor: Any
     """The governor (a `CallGovernor`)."""
+    recorder: Any = None
+    """The seam its generations are recorded at and served from in a replay (a `Recorder`)."""
 
     @model_validator(mode="after")
     def _no_inner_retries(self) -> Self:
@@ -209,9 +267,27 @@ class GovernedChatModel(BaseChatModel):
                 raise
             return result
 
-        outcome: ChatResult = await self.governor.call(self.dependency, attempt, current(),
-                                                       action="generate")
-        return outcome
+        ctx = current()
+        if self.recorder is None:
+            outcome: ChatResult = await self.governor.call(self.dependency, attempt, ctx,
+                                                           action="generate")
+            return outcome
+
+        async def run() -> dict[str, Any]:
+            result: ChatResult = await self.governor.call(self.dependency, attempt, ctx,
+                                                          action="generate")
+            return {"generations": [{"message": message_to_dict(g.message),
+                                     "info": g.generation_info} for g in result.generations],
+                    "llm_output": result.llm_output}
+
+        args = {"messages": [message_to_dict(m) for m in messages], "stop": stop,
+                "kwargs": kwargs}
+        kept = await self.recorder.call(ctx, self.dependency, "generate", args, run)
+        said = messages_from_dict([g["message"] for g in kept["generations"]])
+        return ChatResult(generations=[
+            ChatGeneration(message=m, generation_info=g["info"])
+            for m, g in zip(said, kept["generations"], strict=True)],
+            llm_output=kept["llm_output"])
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
         """Tools as the inner model binds them, its calls still governed."""

@@ -10,7 +10,7 @@ after a human decided (`EffectRules.recheck`). The worker then makes the effect 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,3 +74,7 @@ class EffectRules:
     recheck: Callable[[Proposal, Any, Any], Awaitable[list[str]]]
     """`(proposal, toolbox, call_context)`: what changed while a human decided that stops it
     (empty: nothing did). It reads the world again, through the toolbox."""
+    upgrade: Callable[[Mapping[str, Any], Mapping[str, Any]], Proposal | None] | None = None
+    """`(held, request)`: a proposal an earlier version checkpointed (one waiting for a human
+    across an upgrade) read as a `Proposal`; None where it cannot be read safely (the gate
+    refuses it and nothing moves)."""

@@ -15,16 +15,23 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from agents.registry import DEFAULT_WORKERS
 from graphs.core.actors import Actor
+from graphs.core.clock import iso
+from graphs.core.state import InterlockState, Verdict
 from graphs.replay import replay
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import Settings
+from guards.intake import INTAKE
+from guards.output import OUTPUT
+from guards.plan import PLAN
 from guards.registry import DEFAULT_GUARDS
+from guards.stages import GuardStage, StageDeps, StageResult
 from tests.conftest import fast_settings
 from tests.extension.competitor import COMPETITOR
 from tests.extension.returns import SPEC as RETURNS
@@ -100,6 +107,60 @@ async def test_the_new_guard_stage_refuses_and_says_why(extended: Interlock) -> 
     assert verdict["action"] == "refuse" and verdict["reasons"][0].startswith(
         "competitor_named: MegaMart")
     assert extended.toolbox.simulators["warehouse"].stats.calls == 0
+
+
+def _audit(seen: list[str]) -> GuardStage:
+    """A plan stage that records which plan it saw (the candidate, or the guarded plan)."""
+
+    def build(deps: StageDeps) -> Any:
+        async def audit(state: InterlockState) -> StageResult:
+            seen.append("plan" if state.get("plan") else
+                        "candidate" if state.get("candidate_plan") else "none")
+            return StageResult(verdicts=[Verdict(
+                guard="audit", passed=True, action="allow", reasons=["seen"], fact_ids=[],
+                step_id=None, turn=state["request"]["turn"], at=iso(deps.clock.now()))])
+        return audit
+
+    return GuardStage(name="audit", at="plan", build=build)
+
+
+@pytest.mark.parametrize("before_the_plan_guard", [True, False])
+async def test_a_plan_stage_runs_where_it_is_placed(tmp_path: Path,
+                                                   before_the_plan_guard: bool) -> None:
+    seen: list[str] = []
+    audit = _audit(seen)
+    guards = ([INTAKE, audit, PLAN, OUTPUT] if before_the_plan_guard
+              else [INTAKE, PLAN, audit, OUTPUT])
+    async with open_interlock(fast_settings(tmp_path / "home"), guards=guards) as app:
+        result = await app.run("Where is order 1012?", actor=CUSTOMER_9)
+    assert result.status == "completed" and "1012" in result.answer
+    assert seen == ["candidate" if before_the_plan_guard else "plan"]
+    order = [v["guard"] for v in result.verdicts if v["guard"] in ("audit", "plan")]
+    assert order == (["audit", "plan"] if before_the_plan_guard else ["plan", "audit"])
+
+
+def test_a_worker_that_would_shadow_another_s_checks_is_refused_when_built(
+        tmp_path: Path) -> None:
+    from agents.refunds import SPEC as REFUNDS
+    from graphs.core.answers import Ground
+    from graphs.supervisor import build_graph
+
+    settings = fast_settings(tmp_path / "home")
+    lax = Ground(name="order", stated=lambda sentence: [], backed=lambda fact: [])
+    shadowing = [(replace(RETURNS, grounds=(*RETURNS.grounds, lax)), "two grounds are named"),
+                 (replace(RETURNS, owns={**RETURNS.owns, **REFUNDS.owns}), "owned by both"),
+                 (replace(RETURNS, name="orders"), "two workers are named")]
+    for spec, why in shadowing:
+        with pytest.raises(ValueError, match=why):
+            build_graph(settings=settings, dependencies=[WAREHOUSE],
+                        workers=[*DEFAULT_WORKERS, spec])
+
+
+def test_a_graph_without_the_plan_guard_is_refused_when_built(tmp_path: Path) -> None:
+    from graphs.supervisor import build_graph
+
+    with pytest.raises(ValueError, match="plan guard"):
+        build_graph(settings=fast_settings(tmp_path / "home"), guards=[INTAKE, OUTPUT])
 
 
 async def test_the_new_dependency_down_opens_its_breaker_and_the_answer_says_so(

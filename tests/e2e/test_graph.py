@@ -630,3 +630,12 @@ async def test_an_approval_is_rechecked_against_what_changed_while_waiting(
     assert decision["reasons"][0].startswith("changed_while_waiting: exceeds_paid")
     assert "$89.00 left" in decision["reasons"][0]
     assert [r["idempotency_key"] for r in sim.all_refunds()] == ["till-42"]
+
+
+async def test_what_the_desk_cannot_do_is_said_plainly_with_what_it_can(
+        app: Interlock) -> None:
+    asked = await app.run("Can you cancel order 1050?")
+    assert asked.status == "completed"
+    assert "I can't cancel an order here." in asked.answer and "Order 1050" in asked.answer
+    told = await app.run("Why was order 1050 cancelled?")
+    assert "I can't" not in told.answer and "Order 1050" in told.answer

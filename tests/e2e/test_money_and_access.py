@@ -218,3 +218,45 @@ async def test_a_new_message_under_a_waiting_approval_puts_the_same_proposal_bac
     done = await app.resume(waiting.thread_id, approve=True, digest=shown.value["digest"])
     assert done.status == "completed"
     assert paid(app) == [(1027, 2400)]
+
+
+def _as_left_by_the_previous_version(p: dict[str, Any]) -> dict[str, Any]:
+    """A refund proposal in the flat shape the previous version checkpointed (`RefundProposal`)."""
+    d = p["details"]
+    return {"step_id": p["step_id"], "order_id": d["order_id"], "amount_cents": p["impact_cents"],
+            "currency": p["currency"], "order_status": d["order_status"],
+            "delivered_at": d["delivered_at"], "paid_cents": d["paid_cents"],
+            "refunded_cents": d["refunded_cents"], "policy_version": p["policy_version"],
+            "return_window_days": d["return_window_days"], "requested_at": p["requested_at"],
+            "requested_by": p["requested_by"],
+            "customer_id": int(p["principal"].split(":")[1]), "effect_id": p["effect_id"],
+            "idempotency_key": p["key"], "seen_cents": d["seen_cents"],
+            "recent": [{"refund_id": r["id"], "amount_cents": r["impact_cents"],
+                        "created_at": r["at"]} for r in p["recent"]]}
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+async def test_an_approval_left_waiting_by_the_previous_version_pays_once_when_approved(
+        app: Interlock, keyed: bool) -> None:
+    waiting = await app.run("Refund $120 on order 1001")
+    assert waiting.pending_approval is not None, waiting.answer
+    top = {"configurable": {"thread_id": waiting.thread_id}}
+    [task] = [t for t in (await app.graph.aget_state(top, subgraphs=True)).tasks
+              if t.name == "refunds"]
+    assert task.state is not None and not isinstance(task.state, dict)
+    legacy = _as_left_by_the_previous_version(task.state.values["scratch"]["proposal"])
+    if not keyed:  # older still: the key was derived at payment time, not kept
+        del legacy["idempotency_key"], legacy["effect_id"]
+    await app.graph.aupdate_state(task.state.config, {"scratch": {"proposal": legacy}},
+                                  as_node="assess")
+    [held] = [t for t in (await app.graph.aget_state(top, subgraphs=True)).tasks
+              if t.name == "refunds"]
+    assert held.state is not None and not isinstance(held.state, dict)
+    assert "details" not in held.state.values["scratch"]["proposal"]  # the old shape is held
+    done = await app.resume(waiting.thread_id, approve=True, note="ok")
+    if done.pending_approval is not None:  # shown again in today's terms: answer those
+        assert "Refund $120.00 on order 1001" in str(done.pending_approval)
+        done = await app.resume(waiting.thread_id, approve=True, note="ok")
+    assert done.status == "completed", done.answer
+    assert "I refunded $120.00 on order 1001" in done.answer
+    assert paid(app) == [(1001, 12000)]

@@ -145,3 +145,73 @@ async def test_a_chat_model_is_governed_and_one_that_retries_is_refused(tmp_path
     with pytest.raises(ConfigError, match="max_retries=2"):
         GovernedChatModel(inner=ChatOpenAI(model="m", api_key="k", max_retries=2),  # type: ignore[arg-type]
                           dependency="warehouse", governor=governor(tmp_path))
+    # Left at its default (max_retries=None), the OpenAI client underneath retries twice.
+    with pytest.raises(ConfigError, match="SDK client retries"):
+        GovernedChatModel(inner=ChatOpenAI(model="m", api_key="k"),  # type: ignore[arg-type]
+                          dependency="warehouse", governor=governor(tmp_path))
+    GovernedChatModel(inner=ChatOpenAI(model="m", api_key="k", max_retries=0),  # type: ignore[arg-type]
+                      dependency="warehouse", governor=governor(tmp_path))
+
+
+async def test_with_the_recorder_a_replay_serves_every_adapter_and_calls_nothing(
+        tmp_path: Path) -> None:
+    from tools.recording import RecordedResults, Recorder, ReplayRecorder
+
+    def adapters(recorder: Recorder, transport: Script, counted: list[int]
+                 ) -> tuple[httpx.AsyncClient, Any, GovernedChatModel]:
+        gov = governor(tmp_path)
+
+        @tool
+        async def stock(sku: str) -> dict[str, Any]:
+            """Units of `sku` in stock."""
+            counted.append(1)
+            return {"sku": sku, "units": 3}
+
+        http = httpx.AsyncClient(base_url="http://warehouse.test", transport=GovernedTransport(
+            "warehouse", gov, httpx.MockTransport(transport), recorder=recorder))
+        model = GovernedChatModel(
+            inner=GenericFakeChatModel(messages=iter([AIMessage(content="3 units left")])),
+            dependency="warehouse", governor=gov, recorder=recorder)
+        return http, governed_tool(stock, "warehouse", gov, recorder=recorder), model
+
+    async def use(http: httpx.AsyncClient, stock: Any, model: GovernedChatModel,
+                  ctx: CallContext) -> tuple[Any, ...]:
+        with calling(ctx):
+            answer = await http.post("/v1/stock", json={"sku": "A1"})
+            gone = await http.get("/v1/stock/B2")
+            return (answer.status_code, answer.json(), gone.status_code,
+                    await stock.ainvoke({"sku": "A1"}),
+                    (await model.ainvoke("how many?")).content)
+
+    live_http, live_calls = Script(200, 404), []
+    live = CallContext(step_id="t1.s1")
+    http, stock, model = adapters(Recorder(), live_http, live_calls)
+    async with http:
+        first = await use(http, stock, model, live)
+    assert first == (200, {"sku": "A1", "stock": 3}, 404, {"sku": "A1", "units": 3},
+                     "3 units left")
+    assert live_http.calls == 2 and live_calls == [1]
+
+    replayed_http, replayed_calls = Script(500), []
+    served = ReplayRecorder(RecordedResults(live.events))
+    http, stock, model = adapters(served, replayed_http, replayed_calls)
+    async with http:
+        again = await use(http, stock, model, CallContext(step_id="t1.s1"))
+    assert again == first
+    assert replayed_http.calls == 0 and replayed_calls == [] and served.results.served == 4
+
+
+async def test_in_a_replay_an_adapter_without_the_recorder_is_refused_and_counted(
+        tmp_path: Path) -> None:
+    from tools.recording import RecordedResults
+    from tools.replay import replay_toolbox
+
+    settings = fast_settings(tmp_path).with_dependencies(WAREHOUSE)
+    toolbox, refused = replay_toolbox(settings, RecordedResults([]), FakeClock())
+    inner = Script(200)
+    async with httpx.AsyncClient(base_url="http://warehouse.test", transport=GovernedTransport(
+            "warehouse", toolbox.governor, httpx.MockTransport(inner))) as http:
+        with pytest.raises(GovernedRefusal) as raised:
+            await http.get("/v1/stock/A1")
+    assert raised.value.error.reason == "not_recorded"
+    assert inner.calls == 0 and refused.calls == 1

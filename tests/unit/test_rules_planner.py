@@ -1,6 +1,6 @@
 import pytest
 
-from agents.rules import rules_plan
+from agents.rules import rules_plan, unsupported_asks
 from graphs.core.errors import InputError
 
 
@@ -68,3 +68,22 @@ def test_unrecognised() -> None:
 def test_ambiguous_amounts_are_input_errors(text: str) -> None:
     with pytest.raises(InputError):
         rules_plan(text, turn=1)
+
+
+@pytest.mark.parametrize(("text", "asks"), [
+    ("can you cancel order 1050?", ["cancel an order"]),
+    ("I want a cancellation of order 1050", ["cancel an order"]),
+    ("please change the address on order 1042", ["change a delivery address"]),
+    ("can I exchange order 1042 for a bigger size?", ["exchange an item"]),
+    ("I want a replacement for order 1042", ["exchange an item"]),
+    # Questions about what happened, not asks: answered as status questions.
+    ("Why was order 1050 cancelled?", []),
+    ("Where are my noise-cancelling headphones, order 1001?", []),
+    ("Where is the replacement for order 1042?", []),
+    ("What is your cancellation policy?", []),
+])
+def test_what_the_desk_cannot_do_is_told_from_what_happened(text: str,
+                                                            asks: list[str]) -> None:
+    plan = rules_plan(text, turn=1)
+    assert unsupported_asks(text) == asks
+    assert ("unsupported" in plan["intents"]) == bool(asks)

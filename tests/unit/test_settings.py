@@ -68,6 +68,9 @@ def test_faults_and_dependency_policies_parse() -> None:
     ("INTERLOCK_MAX_INPUT_MESSAGES", "0"),
     ("INTERLOCK_APPROVAL_WINDOW_S", "-1"),
     ("INTERLOCK_AUTO_APPROVE_ORDER_CENTS", "lots"),
+    ("INTERLOCK_EXTENSIONS", "no_such_module_here"),
+    ("INTERLOCK_EXTENSIONS", "json"),  # declares nothing
+    ("INTERLOCK_EXTENSIONS", "tests.extension.broken"),  # raises as it loads
 ])
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
