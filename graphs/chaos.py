@@ -56,7 +56,11 @@ class Scenario:
     dependency: str
     faults: FaultSpec
     load: Callable[[int], list[Load]]
+    needs: str
+    """The kind of request that needs the faulty dependency (the logical requests it serves)."""
     uses_model: bool = False
+    flaky: bool = False
+    """Whether the dependency fails a share of calls (retries help) rather than being down."""
 
 
 def _shipped_and_plain(n: int) -> list[Load]:
@@ -94,14 +98,23 @@ def _tracking(n: int) -> list[Load]:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(name="carrier-outage", summary="the carrier fails every call",
-             dependency="carrier", faults=FaultSpec(fail=1.0), load=_shipped_and_plain),
+             dependency="carrier", faults=FaultSpec(fail=1.0), load=_shipped_and_plain,
+             needs="needs_carrier"),
     Scenario(name="carrier-slow", summary="the carrier answers after 5 s",
-             dependency="carrier", faults=FaultSpec(latency=5.0), load=_shipped_and_plain),
-    Scenario(name="payments-flaky", summary="30% of payment calls fail",
-             dependency="payments", faults=FaultSpec(fail=0.3), load=_refunds),
+             dependency="carrier", faults=FaultSpec(latency=5.0), load=_shipped_and_plain,
+             needs="needs_carrier"),
+    Scenario(name="carrier-flaky", summary="30% of carrier calls fail (503)",
+             dependency="carrier", faults=FaultSpec(fail=0.3), load=_shipped_and_plain,
+             needs="needs_carrier", flaky=True),
+    Scenario(name="payments-flaky", summary="30% of payment calls fail (503)",
+             dependency="payments", faults=FaultSpec(fail=0.3), load=_refunds, needs="refund",
+             flaky=True),
     Scenario(name="model-throttled", summary="the model answers 429 with Retry-After: 1",
              dependency="model", faults=FaultSpec(throttle=1.0, retry_after=1.0),
-             load=_tracking, uses_model=True),
+             load=_tracking, needs="needs_model", uses_model=True),
+    Scenario(name="model-flaky", summary="30% of model calls fail (503)",
+             dependency="model", faults=FaultSpec(fail=0.3), load=_tracking,
+             needs="needs_model", uses_model=True, flaky=True),
 )}
 
 
@@ -164,10 +177,25 @@ class ChaosReport:
     checks: list[tuple[str, bool, str]]
     settings: dict[str, Any]
 
+    def served(self, mode: Mode) -> dict[str, Any]:
+        """What one run served the requests needing the dependency, and what it cost.
+
+        `in_request`: the share answered within the request with nothing degraded (a refund:
+        made and confirmed); `calls_per_request`: calls the dependency received (counted by
+        its simulator, settling passes included) per such request.
+        """
+        run, s = self.runs[mode], self.scenario
+        logical = len(run.latencies_ms.get(s.needs, []))
+        return {"logical_requests": logical, "in_request": run.success_rate(s.needs),
+                "calls": run.calls[s.dependency],
+                "calls_per_request": round(run.calls[s.dependency] / logical, 3)
+                if logical else None}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for `--json`."""
         return {"scenario": self.scenario.name, "summary": self.scenario.summary,
                 "dependency": self.scenario.dependency, "settings": self.settings,
+                "served": {m: self.served(m) for m in self.runs},
                 "runs": {m: r.to_dict() for m, r in self.runs.items()},
                 "checks": [{"check": c, "passed": ok, "measured": m}
                            for c, ok, m in self.checks]}
@@ -343,7 +371,7 @@ def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],
         checks.append((f"governed carrier calls <= {logical} x {1 + policy.retry_ratio:g} + "
                        f"{policy.retry_reserve}", gov.calls["carrier"] <= bound,
                        f"{gov.calls['carrier']} <= {bound:g}"))
-        if scenario.name == "carrier-outage":
+        if scenario.faults.fail == 1.0:
             checks.append(("naive carrier calls >= 3x logical requests",
                            naive.calls["carrier"] >= 3 * logical,
                            f"{naive.calls['carrier']} >= {3 * logical}"))
@@ -356,10 +384,15 @@ def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],
                            f"{g99:.1f} ms vs {r99:.1f} ms ({g99 / r99:.2f}x)"))
     if dep == "payments":
         refunds = gov.refunds
-        checks.append(("refunds executed == requested and approved",
-                       refunds["executed"] == refunds["approved"] == refunds["requested"],
+        # Nothing lost: every refund made once, or (a dependency still down when the passes
+        # end) left unsettled with nothing moved, for a later `interlock resume`.
+        settled = refunds["executed"] == refunds["approved"] == refunds["requested"]
+        checks.append(("refunds executed == requested and approved (or left unsettled)",
+                       settled or refunds["executed"] + refunds["still_pending"]
+                       == refunds["requested"],
                        f"{refunds['executed']} executed, {refunds['approved']} approved, "
-                       f"{refunds['requested']} requested"))
+                       f"{refunds['requested']} requested, {refunds['still_pending']} left "
+                       f"unsettled"))
         checks.append(("no refund made twice", refunds["duplicates"] == 0,
                        f"{refunds['duplicates']} duplicates"))
     if dep == "model":
@@ -368,6 +401,24 @@ def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],
         checks.append((f"governed model calls <= {logical} x {1 + policy.retry_ratio:g} + "
                        f"{policy.retry_reserve}", gov.calls["model"] <= bound,
                        f"{gov.calls['model']} <= {bound:g}"))
+    if not scenario.flaky and (scenario.faults.fail == 1.0 or scenario.faults.throttle == 1.0):
+        # Down: the breaker cuts it off once its window says so, whatever the load.
+        window = policy.health_window + policy.attempts + 16
+        checks.append((f"governed {dep} calls within the breaker's window "
+                       f"({policy.health_window} + {policy.attempts} + 16 in flight)",
+                       gov.calls[dep] <= window, f"{gov.calls[dep]} <= {window}"))
+    if scenario.flaky:
+        g_rate = gov.success_rate(scenario.needs) or 0.0
+        n_rate = naive.success_rate(scenario.needs) or 0.0
+        logical = len(gov.latencies_ms.get(scenario.needs, [])) or 1
+        g_calls, n_calls = gov.calls[dep] / logical, naive.calls[dep] / logical
+        if scenario.faults.fail <= 0.3:  # the target's range: retries must serve them
+            checks.append(("governed serves >= 95% within the request", g_rate >= 0.95,
+                           f"{g_rate:.1%} (naive {n_rate:.1%})"))
+        checks.append(("governed never serves fewer with more calls than naive",
+                       g_rate >= n_rate or g_calls <= n_calls,
+                       f"{g_rate:.1%} at {g_calls:.2f} calls per request; naive {n_rate:.1%} "
+                       f"at {n_calls:.2f}"))
     checks.append(("no request exceeds its deadline by more than 10%",
                    gov.deadline_ratio_max <= 1.1, f"max {gov.deadline_ratio_max:.2f}x"))
     return checks
@@ -375,14 +426,29 @@ def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],
 
 async def run_scenario(name: str, *, requests: int = 200, concurrency: int = 16,
                        settings: Settings | None = None, time_scale: float = 1.0,
-                       root: Path | None = None) -> ChaosReport:
-    """Run one scenario in all three modes and check its targets."""
+                       root: Path | None = None, fail_rate: float | None = None
+                       ) -> ChaosReport:
+    """Run one scenario in all three modes and check its targets.
+
+    `fail_rate` replaces the share of calls the scenario's dependency fails (503).
+    """
     if name not in SCENARIOS:
         raise InputError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}",
                          field="scenario")
     if requests < 1 or concurrency < 1:
         raise InputError("--requests and --concurrency must be at least 1", field="requests")
+    if fail_rate is not None and not 0.0 <= fail_rate <= 1.0:
+        raise InputError(f"--fail-rate is a share between 0 and 1, not {fail_rate:g}",
+                         field="fail_rate")
     scenario = SCENARIOS[name]
+    if fail_rate is not None and not scenario.faults.fail:
+        raise InputError(f"--fail-rate changes the failure share of a scenario that fails calls "
+                         f"({', '.join(n for n, s in SCENARIOS.items() if s.faults.fail)}); "
+                         f"{name} slows or throttles them instead", field="fail_rate")
+    if fail_rate is not None:
+        scenario = replace(scenario, faults=replace(scenario.faults, fail=fail_rate),
+                           summary=f"{fail_rate:.0%} of {scenario.dependency} calls fail (503)",
+                           flaky=0.0 < fail_rate < 1.0)
     # The load refunds $1 on each of a few orders again and again: the cumulative limits and
     # the duplicate check, which would rightly put those before a human, are set aside here.
     base = replace(_scaled(settings or Settings.from_env(), time_scale),

@@ -109,11 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
 
     chaos = commands.add_parser("chaos", help="inject a failure; compare governed and naive")
-    chaos.add_argument("scenario", choices=("carrier-outage", "carrier-slow", "payments-flaky",
-                                            "model-throttled"))
+    chaos.add_argument("scenario", choices=("carrier-outage", "carrier-slow", "carrier-flaky",
+                                            "payments-flaky", "model-throttled", "model-flaky"))
     chaos.add_argument("--requests", type=_positive, default=200)
     chaos.add_argument("--concurrency", type=_positive, default=16)
     chaos.add_argument("--json", action="store_true", help="print the figures as one object")
+    chaos.add_argument("--fail-rate", type=_share, metavar="SHARE",
+                       help="share of the dependency's calls that fail with 503 (0..1), "
+                            "instead of the scenario's")
     chaos.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
 
     simulate = commands.add_parser("simulate", help="serve a simulator over HTTP")
@@ -133,6 +136,16 @@ def _moment(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. {text}Z")
     return moment
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, not {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -293,7 +306,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         report = await run_scenario(args.scenario, requests=args.requests,
                                     concurrency=args.concurrency, settings=settings,
-                                    time_scale=args.time_scale)
+                                    time_scale=args.time_scale, fail_rate=args.fail_rate)
         print(json.dumps(report.to_dict()) if args.json else format_report(report))
         return 0
     if args.command == "simulate":

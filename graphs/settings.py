@@ -361,7 +361,8 @@ _POSITIVE: dict[str, float] = {"timeout": 0.001, "attempts": 1, "fail_max": 1,
                                "success_threshold": 1, "max_concurrency": 1,
                                "retry_window": 0.001, "runs_per_minute": 0.001, "runs_burst": 1,
                                "runs_in_flight": 1, "requests_per_minute": 0.001,
-                               "requests_burst": 1}
+                               "requests_burst": 1, "health_window": 1,
+                               "degraded_window": 1}
 
 
 def _parse_spec(base: _D, raw: str, variable: str) -> _D:
@@ -383,7 +384,8 @@ def _parse_spec(base: _D, raw: str, variable: str) -> _D:
         low = _POSITIVE.get(key, 0)
         if (not math.isfinite(number) or number < low
                 or (isinstance(base, FaultSpec) and key in ("fail", "throttle", "lose")
-                    and number > 1)):
+                    and number > 1)
+                or (key in ("down_rate", "degraded_below") and number > 1)):
             raise ConfigError(f"{key}={value.strip()} is out of range"
                               + (f" (must be at least {low})" if low else ""),
                               variable=variable)

@@ -6,12 +6,19 @@ at a time reach it. This wrapper takes the lock only around pybreaker's own book
 state's admission check before the call, and `_handle_error` / `_handle_success` after it), so
 concurrent calls proceed while pybreaker's state objects, storage and listeners stay in charge
 of every transition. What it adds: a bound on probes in flight while half-open (pybreaker lets
-every caller through then), and an injectable clock for the open -> half-open timeout.
+every caller through then), an injectable clock for the open -> half-open timeout, and a trip
+that tells a degraded dependency from a down one (`HealthAwareBreaker`): pybreaker counts
+failures in a row, which a dependency failing 30% of calls produces by chance every few hundred
+calls; opening then would cut off requests that retries would have served. So `fail_max` in a
+row opens the breaker only while most recent attempts failed (`down_rate` of the last
+`window`), as Resilience4j's failure-rate window does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import timedelta
@@ -24,6 +31,8 @@ from graphs.core.clock import Clock
 __all__ = [
     "AsyncBreaker",
     "BreakerOpen",
+    "FailureWindow",
+    "HealthAwareBreaker",
     "TransitionListener",
     "current_transitions",
 ]
@@ -42,6 +51,69 @@ class BreakerOpen(Exception):
         super().__init__(f"circuit breaker {name!r} is {state}")
         self.name = name
         self.state = state
+
+
+class FailureWindow:
+    """The outcomes of the last attempts, and what they say (thread-safe).
+
+    `down` judges the last `size` (the breaker's window); `rate(last=n)` any span up to
+    `keep` (the governor weighs retries over a longer, steadier one).
+    """
+
+    def __init__(self, size: int, down_rate: float, *, keep: int | None = None) -> None:
+        self.size = size
+        self.down_rate = down_rate
+        self._failed: deque[bool] = deque(maxlen=max(size, keep or size))
+        self._lock = threading.Lock()
+
+    def add(self, failed: bool) -> None:
+        """Count one attempt's outcome."""
+        with self._lock:
+            self._failed.append(failed)
+
+    def rate(self, last: int | None = None) -> float:
+        """Share of the last `last` attempts (default: the window) that failed; 0 with none."""
+        with self._lock:
+            seen = list(self._failed)[-(last or self.size):]
+        return sum(seen) / len(seen) if seen else 0.0
+
+    @property
+    def down(self) -> bool:
+        """Whether at least `down_rate` of the last `size` attempts failed.
+
+        Fewer than half of `size` counted say nothing yet: three or five failures among the
+        first few attempts of a 30%-flaky dependency are common, ten in a row are not.
+        """
+        with self._lock:
+            enough = len(self._failed) >= max(1, self.size // 2)
+        return enough and self.rate() >= self.down_rate
+
+
+class HealthAwareBreaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker whose trip from closed also needs the dependency to look down.
+
+    Everything else is pybreaker's: the consecutive-failure counter (`fail_max`), its storage,
+    listeners, exclusions, and a failed half-open probe reopening it at once.
+    """
+
+    def __init__(self, *args: Any, window: int = 30, down_rate: float = 0.9,
+                 keep: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recent = FailureWindow(window, down_rate, keep=keep)
+
+    def open(self) -> bool:
+        """Open, unless this is a trip from closed while the dependency is merely degraded.
+
+        pybreaker's closed state calls this when `fail_max` failures came in a row; an
+        operator who means to open it whatever the failures say calls `force_open`.
+        """
+        if self._state_storage.state == pybreaker.STATE_CLOSED and not self.recent.down:
+            return False  # pybreaker then re-raises the call's own error: no trip
+        return bool(super().open())
+
+    def force_open(self) -> bool:
+        """Open now (pybreaker's `open`, without the failure-rate check)."""
+        return bool(super().open())
 
 
 class TransitionListener(pybreaker.CircuitBreakerListener):
@@ -78,6 +150,11 @@ class AsyncBreaker:
     def state(self) -> str:
         """closed, open or half-open, as pybreaker's storage says."""
         return str(self.breaker.current_state)
+
+    def failure_rate(self, last: int | None = None) -> float:
+        """Share of the last `last` attempts that failed (0 for a breaker keeping no window)."""
+        recent = getattr(self.breaker, "recent", None)
+        return recent.rate(last) if isinstance(recent, FailureWindow) else 0.0
 
     def _admit(self) -> str:
         """Decide under pybreaker's lock whether a call may start; return the state admitting it."""
@@ -117,6 +194,8 @@ class AsyncBreaker:
                 self._probes_in_flight -= 1
             if isinstance(exc, asyncio.CancelledError):
                 return  # the caller gave up; says nothing about the dependency
+            if isinstance(cb, HealthAwareBreaker):
+                cb.recent.add(exc is not None and cb.is_system_error(exc))
             state = cb.state
             if state.name != admitted:
                 # Admitted under another state (a call that started while closed and ends

@@ -55,18 +55,23 @@ class RetryBudget:
             self._trim(now)
             self._requests.append(now)
 
-    def try_withdraw(self) -> bool:
-        """Spend one retry if the budget allows it; False means: do not retry."""
+    def try_withdraw(self, ratio: float | None = None) -> bool:
+        """Spend one retry if the budget allows it; False means: do not retry.
+
+        `ratio` replaces the budget's share for this decision (the governor's, by how the
+        dependency is failing).
+        """
         with self._lock:
             now = self._clock.monotonic()
             self._trim(now)
-            if len(self._retries) >= self._allowed():
+            if len(self._retries) >= self._allowed(ratio):
                 return False
             self._retries.append(now)
             return True
 
-    def _allowed(self) -> int:
-        return math.floor(len(self._requests) * self.ratio) + self.reserve
+    def _allowed(self, ratio: float | None = None) -> int:
+        share = self.ratio if ratio is None else ratio
+        return math.floor(len(self._requests) * share + 1e-9) + self.reserve
 
     def snapshot(self) -> BudgetSnapshot:
         """Counts in the current window."""

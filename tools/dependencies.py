@@ -191,21 +191,26 @@ def _payments_types() -> tuple[type, ...]:
 
 CARRIER = Dependency(
     name="carrier", description="Carrier tracking API (GET /v1/shipments/{tracking_number}).",
-    policy=DependencyPolicy(timeout=2.0, attempts=3, max_concurrency=8),
+    policy=DependencyPolicy(timeout=2.0, attempts=4, max_concurrency=8),
     client=_carrier, simulator=_carrier_simulator, result_types=_carrier_types)
 """The carrier's tracking API."""
 
 PAYMENTS = Dependency(
     name="payments", description="Payments API (POST /v1/refunds with Idempotency-Key).",
-    # A flaky payments service must not open the breaker by chance: 30% failures make five
-    # failures in a row likely within a few hundred calls, ten in a row vanishingly rare.
-    policy=DependencyPolicy(timeout=5.0, attempts=4, fail_max=10, max_concurrency=8),
+    # Idempotent under its key, a refund is retried like a read, and more: one that fails
+    # every attempt is settled later, at the cost of doing it again (the read before it
+    # included). Ten attempts leave one call in 170,000 unserved at 30% failures and one in a
+    # thousand at 50%; the budget and the breaker bound what they may add together.
+    policy=DependencyPolicy(timeout=5.0, attempts=10, fail_max=10, max_concurrency=8),
     client=_payments, simulator=_payments_simulator, result_types=_payments_types)
 """The payments service (refunds)."""
 
 MODEL = Dependency(
     name="model", description="The planner's chat model (OpenAI-compatible).",
-    policy=DependencyPolicy(timeout=20.0, attempts=2, fail_max=3, reset_timeout=60.0,
+    # Four attempts, so a 30%-flaky model still plans 99% of requests (the rules planner
+    # answers the rest; the deadline cuts a slow model's attempts short); three failures in a
+    # row open the breaker once it is down.
+    policy=DependencyPolicy(timeout=20.0, attempts=4, fail_max=3, reset_timeout=60.0,
                             max_concurrency=4),
     client=_model, simulator=_model_simulator, simulated_by_default=False,
     url_variable="OPENAI_BASE_URL")

@@ -31,7 +31,7 @@ from tools.recording import Recorder
 if TYPE_CHECKING:
     from tools.governor import CallContext
 
-__all__ = ["EffectJournal", "Exposure", "Proposal"]
+__all__ = ["SETTLED_NOTHING", "EffectJournal", "Exposure", "Proposal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS effects (
@@ -41,17 +41,25 @@ CREATE TABLE IF NOT EXISTS effects (
 """
 # Columns added for proposals and cumulative limits; a journal written before them gains them.
 _ADDED = {"effect_id": "TEXT", "subject": "TEXT", "principal": "TEXT",
-          "impact_cents": "INTEGER", "proposed_at": "TEXT", "decision": "TEXT"}
+          "impact_cents": "INTEGER", "proposed_at": "TEXT", "decision": "TEXT",
+          # How the last attempt ended (`finish`; cleared when the next one begins), and, for
+          # the attempt under way, how the one before it ended: kept when a proposal is
+          # decided again (which clears `outcome`). A retry after an attempt that moved
+          # nothing has nothing to ask about; after one that never finished (a run that
+          # died), it has.
+          "last_outcome": "TEXT", "prior_outcome": "TEXT"}
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS effects_by_subject ON effects (subject);
 CREATE INDEX IF NOT EXISTS effects_by_principal ON effects (principal);
 CREATE INDEX IF NOT EXISTS effects_by_effect ON effects (effect_id);
 """
-_SETTLED_NOTHING = ("failed", "rejected", "refused")
-"""Outcomes that moved nothing: they do not count against a limit."""
+SETTLED_NOTHING = ("failed", "rejected", "refused")
+"""Outcomes that moved nothing: they do not count against a limit, and an attempt after one
+has nothing to settle first."""
+_SETTLED_NOTHING = SETTLED_NOTHING
 _COLUMNS = ("key, dependency, thread_id, step_id, request, attempts, outcome, result, "
             "effect_id, subject, principal, impact_cents, decision, "
-            "COALESCE(proposed_at, first_attempt_at)")
+            "COALESCE(proposed_at, first_attempt_at), prior_outcome")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +158,7 @@ class EffectJournal:
                 return 0
             # The first attempt's terms are what is sent (a proposal noted them before).
             conn.execute("UPDATE effects SET attempts = attempts + 1, last_attempt_at = ?, "
+                         "prior_outcome = last_outcome, last_outcome = NULL, "
                          "first_attempt_at = COALESCE(first_attempt_at, ?), thread_id = "
                          "COALESCE(thread_id, ?), step_id = COALESCE(step_id, ?), request = "
                          "CASE WHEN attempts = 0 THEN ? ELSE request END WHERE key = ?",
@@ -257,7 +266,7 @@ class EffectJournal:
             return None
         return {"key": row[0], "request": json.loads(row[4]), "attempts": int(row[5]),
                 "outcome": row[6], "result": json.loads(row[7]) if row[7] else None,
-                "effect_id": row[8], "decision": row[12]}
+                "effect_id": row[8], "decision": row[12], "prior_outcome": row[14]}
 
     def _attempted(self, key: str) -> dict[str, Any] | None:
         row = self._row("key", key)
@@ -285,9 +294,13 @@ class EffectJournal:
                                          lambda: asyncio.to_thread(self._row, "key", key))
 
     def _finish(self, key: str, outcome: str, result: dict[str, Any] | None) -> None:
-        self._connect().execute("UPDATE effects SET outcome = ?, outcome_at = ?, result = ? "
-                                "WHERE key = ?", (outcome, iso(self._clock.now()),
-                                                  json.dumps(result) if result else None, key))
+        # How an attempt ended; a gate's refusal or a human's rejection is not an attempt.
+        attempted = outcome not in ("rejected", "refused")
+        self._connect().execute("UPDATE effects SET outcome = ?, last_outcome = CASE WHEN ? "
+                                "THEN ? ELSE last_outcome END, outcome_at = ?, result = ? "
+                                "WHERE key = ?",
+                                (outcome, attempted, outcome, iso(self._clock.now()),
+                                 json.dumps(result) if result else None, key))
 
     async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
                      ) -> None:

@@ -20,11 +20,16 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import httpx
-import pybreaker
 
 from graphs.core.clock import Clock, iso
 from graphs.core.state import Event
-from tools.breaker import AsyncBreaker, BreakerOpen, TransitionListener, current_transitions
+from tools.breaker import (
+    AsyncBreaker,
+    BreakerOpen,
+    HealthAwareBreaker,
+    TransitionListener,
+    current_transitions,
+)
 from tools.errors import DependencyError
 from tools.policy import DependencyPolicy
 from tools.resilience_store import BudgetStore, ResilienceStore, open_store
@@ -152,7 +157,9 @@ class Governor:
         """The dependency's policy, its breaker, budget and bulkhead made if not yet."""
         policy = self.settings.policy(name)
         if name not in self.breakers:
-            breaker = pybreaker.CircuitBreaker(
+            breaker = HealthAwareBreaker(
+                window=policy.health_window, down_rate=policy.down_rate,
+                keep=policy.degraded_window,
                 fail_max=policy.fail_max, reset_timeout=policy.reset_timeout,
                 success_threshold=policy.success_threshold, name=name,
                 listeners=[self.transitions], state_storage=self.store.breaker_storage(name),
@@ -278,9 +285,15 @@ class Governor:
                 self._event(ctx, "deadline", dependency, reason="no_time_to_retry",
                             action=action, attempt=attempt, delay_s=round(delay, 3))
                 raise error
-            if not budget.try_withdraw():
+            # What the failures say: a dependency failing a minority of recent attempts is
+            # degraded, and retries serve its requests; one failing most of them is not
+            # helped by more load, and gets the storm budget (its breaker opens at down_rate).
+            failing = breaker.failure_rate(policy.degraded_window)
+            ratio = (policy.degraded_retry_ratio if failing < policy.degraded_below
+                     else policy.retry_ratio)
+            if not budget.try_withdraw(ratio):
                 self._event(ctx, "rejected", dependency, reason="retry_budget_exhausted",
-                            action=action, attempt=attempt)
+                            action=action, attempt=attempt, failure_rate=round(failing, 2))
                 raise DependencyError(f"retry budget exhausted after: {error.message}",
                                       dependency=dependency, retryable=False,
                                       status=error.status, reason="retry_budget_exhausted")

@@ -62,9 +62,13 @@ def classify(dependency: str, response: httpx.Response) -> DependencyError:
         return DependencyError("throttled", dependency=dependency, retryable=True, status=status,
                                retry_after_s=retry_after, reason="throttled")
     if status == 408 or status >= 500:
+        # A 503 in the service's own words (its JSON error) says it is unavailable; one
+        # without them may come from a proxy in front, after the request went through.
+        reason = ("gateway_timeout" if status == 504 else
+                  "upstream_unavailable" if status == 503 and not code else "unavailable")
         return DependencyError(f"HTTP {status} {code}".strip(), dependency=dependency,
                                retryable=True, status=status, retry_after_s=retry_after,
-                               reason="unavailable" if status != 504 else "gateway_timeout")
+                               reason=reason)
     return DependencyError(f"HTTP {status} {code}".strip(), dependency=dependency,
                            retryable=False, status=status, reason=code or "rejected")
 

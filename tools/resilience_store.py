@@ -40,8 +40,8 @@ class BudgetStore(Protocol):
     def deposit(self) -> None:
         """Count one first attempt."""
 
-    def try_withdraw(self) -> bool:
-        """Spend one retry if the budget allows it."""
+    def try_withdraw(self, ratio: float | None = None) -> bool:
+        """Spend one retry if the budget allows it (`ratio` instead of the policy's share)."""
 
     def snapshot(self) -> BudgetSnapshot:
         """Counts in the current window."""
@@ -115,11 +115,11 @@ class RedisBudget:
         self._clock = clock
         self._script = client.register_script(_BUDGET_SCRIPT)
 
-    def _run(self, mode: int) -> tuple[int, int, int]:
+    def _run(self, mode: int, ratio: float | None = None) -> tuple[int, int, int]:
         p = self._policy
         result = self._script(keys=self._keys, args=[
-            self._clock.now().timestamp(), p.retry_window, p.retry_ratio, p.retry_reserve,
-            uuid.uuid4().hex, mode])
+            self._clock.now().timestamp(), p.retry_window,
+            p.retry_ratio if ratio is None else ratio, p.retry_reserve, uuid.uuid4().hex, mode])
         return int(result[0]), int(result[1]), int(result[2])
 
     def deposit(self) -> None:
@@ -129,10 +129,10 @@ class RedisBudget:
         except RedisError:
             _log.warning("retry budget %s: Redis unreachable, deposit lost", self._keys[0])
 
-    def try_withdraw(self) -> bool:
+    def try_withdraw(self, ratio: float | None = None) -> bool:
         """Spend one retry if the shared budget allows it; no retry if Redis is unreachable."""
         try:
-            return self._run(1)[2] == 1
+            return self._run(1, ratio)[2] == 1
         except RedisError:
             _log.warning("retry budget %s: Redis unreachable, retry refused", self._keys[0])
             return False

@@ -323,7 +323,7 @@ async def test_carrier_outage_degrades_but_keeps_the_order_facts(settings: Setti
 
 async def test_open_breaker_stops_calling_the_carrier(settings: Settings) -> None:
     settings = settings.with_faults("carrier", FaultSpec(fail=1.0)).with_policy(
-        "carrier", fail_max=2, attempts=1, reset_timeout=60)
+        "carrier", fail_max=2, attempts=1, reset_timeout=60, health_window=4)
     async with open_interlock(settings) as app:
         sim = app.toolbox.carrier_sim
         assert sim is not None

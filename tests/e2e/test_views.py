@@ -54,7 +54,8 @@ async def test_trace_is_a_timeline_of_nodes_tools_verdicts_and_approvals(app: In
     assert any(m["kind"] == "decision" for m in resumed["marks"])
     assert any(m["kind"] == "tool" and m["name"] == "payments.refund #1" for m in resumed["marks"])
     failed = [m for m in second["marks"] if m["kind"] == "tool" and m["outcome"] == "error"]
-    assert len(failed) == 3 and any(m["kind"] == "retry" for m in second["marks"])
+    assert len(failed) == app.settings.policy("carrier").attempts
+    assert any(m["kind"] == "retry" for m in second["marks"])
     verdicts = [m["name"] for s in segments for m in s["marks"] if m["kind"] == "verdict"]
     assert "approval t1.s4: allow" in verdicts and "output: allow" in verdicts
     for segment in segments:

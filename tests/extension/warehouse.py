@@ -68,7 +68,8 @@ class WarehouseSimulator:
 
 WAREHOUSE = Dependency(
     name="warehouse", description="The warehouse's returns API (GET /v1/returns/{order_id}).",
-    policy=DependencyPolicy(timeout=1.0, attempts=2, fail_max=2, reset_timeout=60.0),
+    policy=DependencyPolicy(timeout=1.0, attempts=2, fail_max=2, reset_timeout=60.0,
+                            health_window=4),
     client=WarehouseClient,
     simulator=lambda w: WarehouseSimulator(w.faults, w.clock),
     result_types=lambda: (ReturnAuthorization,))

@@ -33,7 +33,7 @@ from tools.policy import DependencyPolicy
 WAREHOUSE = Dependency(name="warehouse", description="A team's stock API.",
                        policy=DependencyPolicy(timeout=1.0, attempts=3, fail_max=3,
                                                reset_timeout=30.0, backoff_base=0.01,
-                                               backoff_cap=0.02))
+                                               backoff_cap=0.02, health_window=6))
 
 
 def governor(tmp_path: Path) -> Governor:

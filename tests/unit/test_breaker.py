@@ -246,3 +246,17 @@ async def test_cancelled_probe_frees_its_slot() -> None:
     assert h.breaker.state == "half-open"
     assert await h.breaker.call(h.ok) == "ok"  # the next caller may probe
     assert h.breaker.state == "closed"
+
+
+def test_a_health_aware_breaker_trips_only_when_down_but_opens_when_told() -> None:
+    from tools.breaker import HealthAwareBreaker
+
+    cb = HealthAwareBreaker(fail_max=1, window=4, down_rate=0.75)
+    for failed in (False, False, True):
+        cb.recent.add(failed)
+    assert cb.open() is False and cb.current_state == pybreaker.STATE_CLOSED  # degraded
+    cb.recent.add(True)
+    cb.recent.add(True)
+    assert cb.recent.down and cb.open() is True and cb.current_state == pybreaker.STATE_OPEN
+    cb.close()
+    assert cb.force_open() is True and cb.current_state == pybreaker.STATE_OPEN

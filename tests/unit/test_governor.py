@@ -256,7 +256,9 @@ async def test_bulkhead_rejects_a_third_concurrent_call(tmp_path: Path) -> None:
 
 
 async def test_breaker_opens_and_stops_calls(tmp_path: Path) -> None:
-    gov, clock = make_governor(tmp_path, attempts=1, fail_max=3, reset_timeout=30)
+    # A window of 6: with 3 attempts seen, all failed, the dependency counts as down.
+    gov, clock = make_governor(tmp_path, attempts=1, fail_max=3, reset_timeout=30,
+                               health_window=6)
     op = Op(failure())
     contexts = []
     for _ in range(3):
@@ -287,7 +289,7 @@ async def test_breaker_opens_and_stops_calls(tmp_path: Path) -> None:
 
 
 async def test_breaker_open_mid_call_stops_its_retries(tmp_path: Path) -> None:
-    gov, _ = make_governor(tmp_path, attempts=5, fail_max=2)
+    gov, _ = make_governor(tmp_path, attempts=5, fail_max=2, health_window=4)
     op = Op(failure())
     with pytest.raises(DependencyError) as caught:
         await gov.call(DEP, op, CallContext(), action="track")
@@ -336,3 +338,85 @@ async def test_transport_errors_are_retryable(tmp_path: Path) -> None:
     assert await gov.call(DEP, op, ctx, action="track") == "ok"
     assert op.calls == 2
     assert of_kind(ctx.events, "attempt")[0]["detail"]["reason"] == "transport"
+
+
+class Flaky:
+    """A dependency failing a share of calls (503), drawn from a seeded generator; counts."""
+
+    def __init__(self, rate: float, seed: int = 11) -> None:
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.calls = 0
+
+    async def __call__(self, limit_s: float) -> str:
+        self.calls += 1
+        if self.rng.random() < self.rate:
+            raise failure()
+        return "ok"
+
+
+async def serve(gov: Governor, op: Flaky, n: int) -> list[str]:
+    """`n` logical calls one after another: 'ok' or the reason each one failed."""
+    outcomes = []
+    for _ in range(n):
+        try:
+            outcomes.append(await gov.call(DEP, op, CallContext(), action="track"))
+        except DependencyError as exc:
+            outcomes.append(exc.reason)
+    return outcomes
+
+
+async def test_a_30_percent_flaky_dependency_is_retried_within_the_budget(
+        tmp_path: Path) -> None:
+    # A small floor, so the ratio is what lets the retries through.
+    gov, _ = make_governor(tmp_path, attempts=4, fail_max=3, retry_reserve=2)
+    op = Flaky(0.3)
+    outcomes = await serve(gov, op, 300)
+    policy = gov.settings.policy(DEP)
+    assert outcomes.count("ok") >= 0.98 * 300, outcomes
+    assert "retry_budget_exhausted" not in outcomes and "breaker_open" not in outcomes
+    assert gov.breaker(DEP).state == "closed"  # runs of 3 failures happened: degraded, not down
+    assert op.calls <= 300 * (1 + policy.degraded_retry_ratio) + policy.retry_reserve
+    # The storm budget alone (Finagle's 20%) would have cut these requests off.
+    storm, _ = make_governor(tmp_path / "storm", attempts=4, fail_max=3, retry_reserve=2,
+                             degraded_below=0.0)
+    cut = await serve(storm, Flaky(0.3), 300)
+    assert cut.count("retry_budget_exhausted") > 30
+
+
+async def test_a_dead_dependency_opens_the_breaker_and_drains_no_more_than_the_bound(
+        tmp_path: Path) -> None:
+    gov, clock = make_governor(tmp_path, attempts=3, fail_max=3, reset_timeout=30)
+    policy = gov.settings.policy(DEP)
+    healthy = await serve(gov, Flaky(0.0), 50)
+    assert set(healthy) == {"ok"}
+    down = Flaky(1.0)
+    outcomes = await serve(gov, down, 200)
+    assert gov.breaker(DEP).state == "open"
+    # The breaker's window must fill with failures (down_rate of health_window) first.
+    assert down.calls <= policy.health_window + policy.attempts
+    assert outcomes.count("breaker_open") >= 200 - down.calls
+    before = down.calls
+    await serve(gov, down, 100)
+    assert down.calls == before  # open: nothing more reaches it until the reset timeout
+
+
+async def test_the_switch_between_degraded_and_down_follows_the_failure_rate(
+        tmp_path: Path) -> None:
+    gov, clock = make_governor(tmp_path, attempts=4, fail_max=3, reset_timeout=30,
+                               retry_reserve=2)
+    op = Flaky(0.3)
+    assert (await serve(gov, op, 200)).count("ok") >= 195
+    assert gov.breaker(DEP).state == "closed"
+    op.rate = 1.0  # it goes down: the breaker opens within its window
+    calls = op.calls
+    assert "breaker_open" in await serve(gov, op, 50)
+    policy = gov.settings.policy(DEP)
+    assert op.calls - calls <= policy.health_window + policy.attempts
+    op.rate = 0.0  # it comes back: after the reset timeout a probe closes the breaker
+    clock.advance(31)
+    assert (await serve(gov, op, 5)) == ["ok"] * 5
+    assert gov.breaker(DEP).state == "closed"
+    op.rate = 0.3  # and flaky again: retried, not cut off
+    assert (await serve(gov, op, 200)).count("ok") >= 195
+    assert gov.breaker(DEP).state == "closed"

@@ -308,3 +308,13 @@ async def test_refund_over_real_http(settings: Settings, served_payments: str) -
     assert made[0]["refund_id"] == refund.refund_id
     assert made[0]["idempotency_key"] == "http-1"
     assert stats.json()["calls"] == 2
+
+
+def test_a_503_in_the_services_own_words_is_told_from_a_proxys() -> None:
+    from tools.http import classify
+
+    own = classify("payments", httpx.Response(503, json={"error": "unavailable"}))
+    proxy = classify("payments", httpx.Response(
+        503, text="upstream connect error or disconnect/reset before headers"))
+    assert (own.reason, own.retryable) == ("unavailable", True)
+    assert (proxy.reason, proxy.retryable) == ("upstream_unavailable", True)

@@ -55,7 +55,10 @@ def test_open_store() -> None:
 
 async def test_two_processes_share_one_breaker_through_redis(tmp_path: Path,
                                                              namespace: str) -> None:
-    settings = settings_for(tmp_path, fail_max=2, attempts=1, reset_timeout=60)
+    # Each process judges from its own attempts whether the dependency is down (a window of
+    # 4: two failures of two); the opened state is what they share.
+    settings = settings_for(tmp_path, fail_max=2, attempts=1, reset_timeout=60,
+                            health_window=4)
     clock = FakeClock()
     first = Governor(settings, clock=clock, store=RedisStore(REDIS_URL, namespace=namespace))
     second = Governor(settings, clock=clock, store=RedisStore(REDIS_URL, namespace=namespace))
