@@ -26,7 +26,8 @@ class BudgetSnapshot:
     retries: int
     """Retries spent."""
     allowed: int
-    """Retries the window allows in all (`floor(requests x ratio) + reserve`)."""
+    """Retries the window allows in all at the budget's own share (`floor(requests x ratio) +
+    reserve`); the governor grants more while a dependency is only degraded."""
 
 
 class RetryBudget:
