@@ -360,7 +360,7 @@ def _unsettled(result: RunResult) -> bool:
 
 
 def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],
-            base: Settings) -> list[tuple[str, bool, str]]:
+            base: Settings, concurrency: int = 16) -> list[tuple[str, bool, str]]:
     checks: list[tuple[str, bool, str]] = []
     gov, naive, ref = runs["governed"], runs["naive"], runs["no-fault"]
     dep = scenario.dependency
@@ -403,9 +403,9 @@ def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],
                        f"{gov.calls['model']} <= {bound:g}"))
     if not scenario.flaky and (scenario.faults.fail == 1.0 or scenario.faults.throttle == 1.0):
         # Down: the breaker cuts it off once its window says so, whatever the load.
-        window = policy.health_window + policy.attempts + 16
+        window = policy.health_window + policy.attempts + concurrency
         checks.append((f"governed {dep} calls within the breaker's window "
-                       f"({policy.health_window} + {policy.attempts} + 16 in flight)",
+                       f"({policy.health_window} + {policy.attempts} + {concurrency} in flight)",
                        gov.calls[dep] <= window, f"{gov.calls[dep]} <= {window}"))
     if scenario.flaky:
         g_rate = gov.success_rate(scenario.needs) or 0.0
@@ -461,7 +461,8 @@ async def run_scenario(name: str, *, requests: int = 200, concurrency: int = 16,
             runs[mode] = await _run_mode(scenario, mode, loads, base, concurrency, time_scale,
                                          Path(tmp) / mode)
     policy = base.policy(scenario.dependency)
-    return ChaosReport(scenario=scenario, runs=runs, checks=_checks(scenario, runs, base),
+    checks = _checks(scenario, runs, base, concurrency)
+    return ChaosReport(scenario=scenario, runs=runs, checks=checks,
                        settings={"requests": requests, "concurrency": concurrency,
                                  "time_scale": time_scale, "deadline_s": base.deadline_s,
                                  "policy": {k: getattr(policy, k) for k in (
