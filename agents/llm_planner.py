@@ -20,7 +20,7 @@ from tools.governor import CallContext
 if TYPE_CHECKING:
     from tools.model import ModelClient
 
-__all__ = ["DraftStep", "PlanDraft", "model_plan"]
+__all__ = ["DraftStep", "PlanDraft", "model_plan", "system_prompt"]
 
 
 class DraftStep(BaseModel):
@@ -68,7 +68,8 @@ def _args(raw: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else {"__unparsable__": raw[:200]}
 
 
-def _system_prompt(workers: Sequence[WorkerSpec]) -> str:
+def system_prompt(workers: Sequence[WorkerSpec]) -> str:
+    """The planner's instructions for these workers (built once per graph)."""
     lines = "\n".join(_worker_line(w) for w in workers)
     return (
         "You plan customer-support requests for an online store. You never answer the user; "
@@ -83,9 +84,14 @@ def _system_prompt(workers: Sequence[WorkerSpec]) -> str:
 
 
 async def model_plan(model: ModelClient, text: str, *, turn: int,
-                     workers: Sequence[WorkerSpec], ctx: CallContext) -> Plan:
-    """Ask the model for a plan; raises DependencyError when it fails or answers malformed."""
-    draft = await model.structured(PlanDraft, [SystemMessage(_system_prompt(workers)),
+                     workers: Sequence[WorkerSpec], ctx: CallContext,
+                     prompt: str | None = None) -> Plan:
+    """Ask the model for a plan; raises DependencyError when it fails or answers malformed.
+
+    `prompt` is `system_prompt(workers)`, when the caller has it already.
+    """
+    instructions = prompt if prompt is not None else system_prompt(workers)
+    draft = await model.structured(PlanDraft, [SystemMessage(instructions),
                                                HumanMessage(text)], ctx)
     ids = {step.id: f"t{turn}.s{n}" for n, step in enumerate(draft.steps, start=1)}
     steps: list[PlanStep] = []

@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agents.base import WorkerSpec
-from agents.llm_planner import model_plan
+from agents.llm_planner import model_plan, system_prompt
 from agents.rules import rules_plan
 from graphs.core.clock import iso, parse_iso
 from graphs.core.errors import InputError
@@ -28,6 +28,7 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
 
     `goto` is the first plan stage's node (the graph builder passes it).
     """
+    prompt = system_prompt(workers) if toolbox.model is not None else None
 
     async def planner(state: InterlockState, runtime: Runtime[InterlockContext]
                       ) -> Command[str]:
@@ -39,7 +40,7 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
                                     step_id=f"t{turn}.plan", thread_id=thread_of(runtime))
             try:
                 plan = await model_plan(toolbox.model, text, turn=turn, workers=workers,
-                                        ctx=ctx)
+                                        ctx=ctx, prompt=prompt)
                 return Command(goto=goto,
                                update={"candidate_plan": plan, "events": ctx.events})
             except DependencyError as exc:

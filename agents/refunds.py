@@ -29,6 +29,7 @@ from agents.base import (
     make_fact,
     report,
 )
+from agents.orders import ORDER_NUMBERS
 from graphs.core.actors import Actor, viewer_of
 from graphs.core.answers import MONEY, AnswerContext, Claim, money
 from graphs.core.clock import iso, parse_iso
@@ -120,9 +121,10 @@ async def _prior(toolbox: Toolbox, request: RequestInfo, step_id: str, order_id:
                  ctx: CallContext | None = None) -> dict[str, Any] | None:
     """What this step already attempted (its key, terms and outcome), if anything."""
     found = await toolbox.effects.effect(effect_id(request, step_id, order_id), ctx)
-    if found is not None and found["attempts"] and (
-            found["request"].get("order_id") in (None, order_id)):
+    if found is not None and found["attempts"]:
         return found
+    if request.get("origin"):  # recorded by this version: no payment under an older key
+        return None
     legacy = _legacy_key(request, step_id, order_id)
     earlier = await toolbox.effects.entry(legacy, ctx)
     return earlier if earlier is not None and earlier["attempts"] else None
@@ -530,11 +532,10 @@ _REFUND_DONE = re.compile(
     r"|refund\b(?:(?!\b(?:not|never|no)\b)[^.]){0,60}?\b(?:has been|have been|was|is being|"
     r"will be)\s+(?:issued|processed|made|sent|completed|executed|paid|approved))\b",
     re.IGNORECASE)
-_ORDER = re.compile(r"\border\s+#?(\d{4,9})\b", re.IGNORECASE)
 
 
 def _refund_made(sentence: str, facts: Sequence[Fact]) -> bool:
-    named = {int(n) for n in _ORDER.findall(sentence)}
+    named = {int(n) for n in ORDER_NUMBERS.stated(sentence)}
     executed = {int(f["value"]["order_id"]) for f in facts
                 if f["kind"] == "refund" and f["worker"] == SPEC.name
                 and f["value"].get("status") == "executed"}

@@ -12,10 +12,10 @@ from typing import Any
 
 from agents.base import WorkerSpec
 from agents.rules import unsupported_asks
-from graphs.core.answers import AnswerContext, money
+from graphs.core.answers import AnswerContext
 from graphs.core.state import Draft, Fact, InterlockState, Status, StepResult
 
-__all__ = ["compose", "make_responder", "money"]
+__all__ = ["compose", "make_responder"]
 
 
 def _what_we_do(workers: Sequence[WorkerSpec]) -> str:
@@ -71,8 +71,9 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
     if "clarify" in intents:
         notices.append("Which order do you mean? Please include the order number, "
                        "for example 1042.")
+    ask_for_order = f"{offer} Tell me the order number, for instance: where is #1042?"
     if "unknown" in intents and not lines:
-        notices.append(f"{offer} Tell me the order number, for instance: where is #1042?")
+        notices.append(ask_for_order)
     if error:
         notices.append(error["message"])
     degraded = state.get("degraded") or []
@@ -84,7 +85,7 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
             for s in steps)
         status = "failed" if all_failed else ("refused" if refused_effect else "completed")
     if not lines and not notices:
-        notices.append(f"{offer} Tell me the order number, for instance: where is #1042?")
+        notices.append(ask_for_order)
     return Draft(statements=lines, notices=notices), status
 
 

@@ -114,9 +114,6 @@ def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = ()) -> P
         raise InputError("Please ask for one amount per refund.", field="amount")
     amount = found.amounts_cents[0] if found.amounts_cents else None
     others = [w for w in workers if w.rule is not None]
-    if amount is not None and not refund and not others:
-        raise InputError("I read an amount but no refund request; to ask for a refund, say "
-                         "e.g. 'Refund $25 on order 1042'.", field="amount")
     policy_step = ctx.add("policy") if policy_asked or refund else None
     if policy_asked:
         ctx.intent("policy")

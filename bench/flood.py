@@ -32,12 +32,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graphs.core.state import Actor  # noqa: E402
-from tests.e2e.devserver import ROOT, dev_server  # noqa: E402
+from tests.e2e.devserver import ROOT, ask, dev_server  # noqa: E402
 
 
 def _ask(text: str) -> dict[str, Any]:
-    return {"assistant_id": "interlock", "input": {"messages": [{"role": "user",
-                                                                  "content": text}]}}
+    return {"assistant_id": "interlock", "input": ask(text)}
 
 
 async def _bystander(http: httpx.AsyncClient, n: int, failed: Counter[str]) -> list[float]:

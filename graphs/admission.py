@@ -12,12 +12,32 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from graphs.core.answers import money
 from graphs.settings import Settings
 
-__all__ = ["CUSTOMER_RUN_FIELDS", "customer_run_problem", "input_problem", "internal_keys",
-           "resume_problem"]
+__all__ = ["CUSTOMER_RUN_FIELDS", "command_problem", "customer_run_problem", "input_problem",
+           "internal_keys", "resume_problem", "waiting_summary"]
 
 _ROLES = frozenset({"user", "human"})
+
+
+def waiting_summary(value: Mapping[str, Any]) -> str:
+    """What an approval waits on, in the words it shows a reviewer ("Refund $24.00 on order 1027").
+
+    One the previous version left has no summary and is described from its fields.
+    """
+    if summary := value.get("summary"):
+        return str(summary)
+    cents = value.get("amount_cents")
+    return (f"Refund {money(cents if isinstance(cents, int) else 0, value.get('currency'))} on "
+            f"order {value.get('order_id')}")
+
+
+def command_problem(command: Any) -> str:
+    """Why a customer may not send `command` (only staff answer approvals or send commands)."""
+    return ("only support staff may answer a refund approval"
+            if isinstance(command, Mapping) and command.get("resume") is not None
+            else "customers may send messages only, not commands")
 _MESSAGE_FIELDS = frozenset({"role", "type", "content", "id", "name"})
 CUSTOMER_RUN_FIELDS = frozenset({
     "assistant_id", "input", "metadata", "config", "stream_mode",
@@ -123,9 +143,7 @@ def resume_problem(resume: Any, pending: Sequence[Mapping[str, Any]]) -> str | N
             return (f"an answer must name the proposal it answers: add "
                     f"\"digest\": \"{digest}\" (from the thread's interrupts)")
         if answer.get("digest") != digest:
-            shown = value if isinstance(value, Mapping) else {}
-            what = shown.get("summary") or (f"order {shown.get('order_id')}, "
-                                            f"{shown.get('amount_cents')} cents")
+            what = waiting_summary(value if isinstance(value, Mapping) else {})
             return (f"the answer names proposal {str(answer.get('digest'))[:19]}…, which is no "
                     f"longer pending; what waits is {what}, digest {digest}: read it before "
                     f"you answer")

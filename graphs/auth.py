@@ -14,7 +14,7 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from graphs.admission import input_problem
+from graphs.admission import command_problem, input_problem
 from graphs.core.actors import is_staff
 from graphs.keys import KeyRing, identity_of, presented_key
 from graphs.settings import Settings
@@ -97,12 +97,8 @@ async def create_run(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.Filt
         config_metadata.pop("owner", None)
     if _is_staff(ctx):
         return None
-    command = kwargs.get("command")
-    if command:
-        detail = ("only support staff may answer a refund approval"
-                  if isinstance(command, dict) and command.get("resume") is not None
-                  else "customers may send messages only, not commands")
-        raise Auth.exceptions.HTTPException(status_code=403, detail=detail)
+    if command := kwargs.get("command"):
+        raise Auth.exceptions.HTTPException(status_code=403, detail=command_problem(command))
     if kwargs.get("interrupt_before") or kwargs.get("interrupt_after"):
         raise Auth.exceptions.HTTPException(
             status_code=403, detail="customers may not set static interrupts on a run")

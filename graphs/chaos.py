@@ -19,11 +19,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.registry import DEFAULT_WORKERS
 from agents.rules import rules_plan
 from graphs.core.clock import Clock
 from graphs.core.errors import InputError
-from graphs.executor import pending_effects
+from graphs.executor import pending_effects, side_effecting
 from graphs.runner import RunResult, open_interlock
 from graphs.settings import DependencyPolicy, FaultSpec, Settings
 from tools.model import build_chat_model
@@ -310,6 +309,7 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
     """Count refunds at the payments service; settle pending ones by resuming their threads."""
     sim = app.toolbox.payments_sim
     assert sim is not None
+    effects = side_effecting(app.graph)
     approved: dict[str, str] = {}  # idempotency key of an allowed refund -> thread
     pending_threads: list[str] = []  # threads with a refund pending or failed (retryable)
 
@@ -322,7 +322,7 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
 
     for _, result, _ in results:
         note_allowed(result.thread_id, result)
-        if _unsettled(result):
+        if _unsettled(result, effects):
             pending_threads.append(result.thread_id)
     made_after_load = {r["idempotency_key"] for r in sim.all_refunds()}
     passes = 0
@@ -332,7 +332,7 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
         for thread in pending_threads:
             settled = await app.resume(thread)
             note_allowed(thread, settled)
-            if _unsettled(settled):
+            if _unsettled(settled, effects):
                 still.append(thread)
         pending_threads = still
     made = sim.all_refunds()
@@ -350,13 +350,9 @@ async def _settle_refunds(app: Any, results: list[tuple[Load, RunResult, float]]
     }
 
 
-_EFFECTS = frozenset(w.name for w in DEFAULT_WORKERS if w.side_effects)
-"""The support desk's side-effecting workers (the scenarios run the default workers)."""
-
-
-def _unsettled(result: RunResult) -> bool:
+def _unsettled(result: RunResult, effects: frozenset[str]) -> bool:
     """Whether a result still has a side effect pending or undone for a retryable reason."""
-    return bool(pending_effects({"plan": result.plan, "facts": result.facts}, _EFFECTS))
+    return bool(pending_effects({"plan": result.plan, "facts": result.facts}, effects))
 
 
 def _checks(scenario: Scenario, runs: Mapping[Mode, RunFigures],

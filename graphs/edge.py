@@ -34,10 +34,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from graphs.admission import (
+    command_problem,
     customer_run_problem,
     input_problem,
     internal_keys,
     resume_problem,
+    waiting_summary,
 )
 from graphs.core.actors import is_staff
 from graphs.keys import ApiKey, KeyRing, identity_of, presented_key
@@ -226,11 +228,7 @@ class Edge:
                                     f"{', '.join(found[:5])}", code="forbidden")
             return
         if payload.get("command"):
-            command = payload["command"]
-            detail = ("only support staff may answer a refund approval"
-                      if isinstance(command, dict) and command.get("resume") is not None
-                      else "customers may send messages only, not commands")
-            raise _Refused(403, detail, code="forbidden")
+            raise _Refused(403, command_problem(payload["command"]), code="forbidden")
         if problem := customer_run_problem(payload):
             raise _Refused(403, problem, code="forbidden")
 
@@ -264,10 +262,7 @@ class Edge:
             return payload
         if pending:
             waiting = approvals[0]["value"] if approvals else {}
-            summary = waiting.get("summary") or (
-                f"a refund of {waiting.get('amount_cents', 0) / 100:,.2f} "
-                f"{waiting.get('currency', '')} on order {waiting.get('order_id')}")
-            what = f" ({summary})" if waiting else ""
+            what = f" ({waiting_summary(waiting)})" if waiting else ""
             raise _Refused(409, f"this conversation waits for a decision by support staff"
                                 f"{what}; send a new request once it is decided",
                            code="awaiting_approval")

@@ -21,10 +21,10 @@ from langgraph.types import Command, Send
 from graphs.core.actors import viewer_of
 from graphs.core.clock import Clock, iso, parse_iso
 from graphs.core.freshness import scope_of, staleness
+from graphs.core.plans import dependency_facts
 from graphs.core.state import (
     ErrorInfo,
     Event,
-    Fact,
     InterlockContext,
     InterlockState,
     PlanStep,
@@ -68,14 +68,6 @@ def _fresh_facts(step: PlanStep, state: InterlockState, produces: Produces,
                 fact, now=now, request_at=request_at, ttls=settings.fact_ttls):
             return None
     return ids
-
-
-def _dependency_facts(step: PlanStep, results: Mapping[str, StepResult],
-                      state: InterlockState) -> dict[str, Fact]:
-    """The facts of the steps `step` depends on: what its worker may rely on."""
-    facts = state.get("facts", {})
-    return {fid: facts[fid] for dep in step["depends_on"]
-            for fid in results[dep]["fact_ids"] if fid in facts}
 
 
 def _stale_steps(state: InterlockState, produces: Produces, settings: Settings,
@@ -167,8 +159,9 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
             update["events"] = events
         if not ready:
             return Command(goto="responder", update=update)
+        known = state.get("facts", {})
         sends = [Send(step["worker"], WorkerInput(
-            step=step, request=request, facts=_dependency_facts(step, results, state)))
+            step=step, request=request, facts=dependency_facts(step, results, known)))
             for step in ready]
         update["dispatched"] = dispatched + [s["id"] for s in ready if s["id"] not in dispatched]
         return Command(goto=sends, update=update)
@@ -247,7 +240,7 @@ def _reconcile(state: InterlockState, effects: Collection[str]) -> Command[Any]:
     for sid, mode in unsettled.items():
         step = steps[sid]
         own = {fid: fact for fid, fact in facts.items() if fact["step_id"] == sid}
-        inputs = own if mode == "reconcile" else _dependency_facts(step, results, state)
+        inputs = own if mode == "reconcile" else dependency_facts(step, results, facts)
         sends.append(Send(step["worker"], WorkerInput(
             step=step, request=state["request"], facts=inputs,
             mode=mode)))

@@ -20,6 +20,7 @@ from langgraph.types import Command, Interrupt, StateSnapshot
 from agents.base import WorkerSpec
 from checkpoints import lineage
 from checkpoints.saver import open_checkpointer
+from graphs.admission import waiting_summary
 from graphs.core.actors import is_staff, may_act_for
 from graphs.core.clock import iso
 from graphs.core.errors import InputError, NotFoundError
@@ -99,7 +100,7 @@ def _summary(thread_id: str, values: dict[str, Any], pending: list[Any],
                               "events": events}
     if pending:
         approval = pending[0]
-        answer = (f"{_waiting(approval)} waits for approval by support staff."
+        answer = (f"{waiting_summary(approval)} waits for approval by support staff."
                   if isinstance(approval, dict) else "Waiting for approval.")
         return RunResult(status="awaiting_approval", answer=answer, pending_approval=approval,
                          **common)
@@ -283,10 +284,3 @@ async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox |
         finally:
             await toolbox.aclose()
 
-
-def _waiting(approval: dict[str, Any]) -> str:
-    """What waits, in the words the approval shows a reviewer."""
-    if summary := approval.get("summary"):
-        return str(summary)
-    amount = approval.get("amount_cents", 0) / 100  # an approval of the previous version
-    return f"The refund of ${amount:,.2f} on order {approval.get('order_id')}"

@@ -20,6 +20,7 @@ from langgraph.types import Overwrite, Send
 from graphs.core.actors import may_act_for, resolve_actor, server_owner, viewer_for
 from graphs.core.clock import Clock, iso, parse_iso
 from graphs.core.errors import InputError
+from graphs.core.plans import dependency_facts
 from graphs.core.state import (
     STUB_MARK,
     Actor,
@@ -181,9 +182,8 @@ def _resume_unfinished(state: InterlockState, steps: list[PlanStep], new: list[A
         now + timedelta(seconds=settings.deadline_s))})
     facts = state.get("facts", {})
     results = state.get("results", {})
-    sends = [Send(s["worker"], {"step": s, "request": request, "facts": {
-        fid: facts[fid] for dep in s["depends_on"] if dep in results
-        for fid in results[dep]["fact_ids"] if fid in facts}}) for s in steps]
+    sends = [Send(s["worker"], {"step": s, "request": request,
+                                "facts": dependency_facts(s, results, facts)}) for s in steps]
     stubs: list[AnyMessage] = [stub("[not taken: an earlier request was still unfinished]",
                                     m.id) for m in new]
     return StageResult(verdicts=[verdict], sends=sends, update={

@@ -45,6 +45,7 @@ from graphs.core.errors import ConfigError
 from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor
 from tools.http import classify
+from tools.model import sdk_error
 from tools.recording import Recorder
 
 __all__ = ["GovernedChatModel", "GovernedRefusal", "GovernedTransport", "calling", "current",
@@ -199,31 +200,6 @@ def governed_tool(tool: BaseTool, dependency: str, governor: CallGovernor, *,
                                         args_schema=tool.args_schema)
 
 
-def _model_error(dependency: str, exc: Exception) -> DependencyError | None:
-    """The governor's view of an SDK error (None: not a dependency failure)."""
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - the SDK is a dependency of ours
-        return None
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        raw = exc.response.headers.get("retry-after") if exc.response is not None else None
-        try:
-            retry_after = float(raw) if raw else None
-        except ValueError:
-            retry_after = None
-        retryable = status in (408, 429) or status >= 500
-        return DependencyError(f"HTTP {status}", dependency=dependency, retryable=retryable,
-                               status=status, retry_after_s=retry_after,
-                               reason="throttled" if status == 429 else (
-                                   "unavailable" if retryable else "rejected"))
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
-        return DependencyError(type(exc).__name__, dependency=dependency, retryable=True,
-                               reason="timeout" if isinstance(exc, openai.APITimeoutError)
-                               else "transport")
-    return None
-
-
 class GovernedChatModel(BaseChatModel):
     """A chat model whose every generation goes through the governor (see the module)."""
 
@@ -262,7 +238,7 @@ class GovernedChatModel(BaseChatModel):
                 result: ChatResult = await self.inner._agenerate(messages, stop=stop,
                                                                  **kwargs)
             except Exception as exc:
-                if (error := _model_error(self.dependency, exc)) is not None:
+                if (error := sdk_error(self.dependency, exc)) is not None:
                     raise error from None
                 raise
             return result

@@ -17,6 +17,7 @@ row opens the breaker only while most recent attempts failed (`down_rate` of the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -74,8 +75,9 @@ class FailureWindow:
     def rate(self, last: int | None = None) -> float:
         """Share of the last `last` attempts (default: the window) that failed; 0 with none."""
         with self._lock:
-            seen = list(self._failed)[-(last or self.size):]
-        return sum(seen) / len(seen) if seen else 0.0
+            n = min(last or self.size, len(self._failed))
+            failed = sum(itertools.islice(reversed(self._failed), n))
+        return failed / n if n else 0.0
 
     @property
     def down(self) -> bool:

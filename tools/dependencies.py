@@ -114,6 +114,13 @@ class Dependency:
         if not self.url_variable:
             object.__setattr__(self, "url_variable", f"INTERLOCK_{self.name.upper()}_URL")
 
+    def simulate(self, settings: Any, clock: Clock | None = None) -> Simulator | None:
+        """Its simulator, with the files and faults `settings` give it (None: it has none)."""
+        if self.simulator is None:
+            return None
+        return self.simulator(SimulatorWiring(home=settings.home, store_path=settings.store_path,
+                                              faults=settings.fault(self.name), clock=clock))
+
     @property
     def policy_variable(self) -> str:
         """`INTERLOCK_DEP_<NAME>`: its call policy."""

@@ -56,7 +56,6 @@ CREATE INDEX IF NOT EXISTS effects_by_effect ON effects (effect_id);
 SETTLED_NOTHING = ("failed", "rejected", "refused")
 """Outcomes that moved nothing: they do not count against a limit, and an attempt after one
 has nothing to settle first."""
-_SETTLED_NOTHING = SETTLED_NOTHING
 _COLUMNS = ("key, dependency, thread_id, step_id, request, attempts, outcome, result, "
             "effect_id, subject, principal, impact_cents, decision, "
             "COALESCE(proposed_at, first_attempt_at), prior_outcome")
@@ -186,8 +185,8 @@ class EffectJournal:
         dup_since = now - timedelta(seconds=duplicate_window_s)
         rows = conn.execute(
             f"SELECT {_COLUMNS} FROM effects WHERE key != ? AND (subject = ? OR principal = ?) "
-            f"AND (outcome IS NULL OR outcome NOT IN ({','.join('?' * len(_SETTLED_NOTHING))}))",
-            (proposal.key, proposal.subject, proposal.principal, *_SETTLED_NOTHING)).fetchall()
+            f"AND (outcome IS NULL OR outcome NOT IN ({','.join('?' * len(SETTLED_NOTHING))}))",
+            (proposal.key, proposal.subject, proposal.principal, *SETTLED_NOTHING)).fetchall()
         subject = principal = 0
         duplicates: list[dict[str, Any]] = []
         known: list[str] = []
@@ -215,7 +214,7 @@ class EffectJournal:
             exposure = self._exposure(conn, proposal, now, window_s, duplicate_window_s)
             row = conn.execute("SELECT decision, outcome FROM effects WHERE key = ?",
                                (proposal.key,)).fetchone()
-            if row is not None and row[0] and row[1] not in _SETTLED_NOTHING:
+            if row is not None and row[0] and row[1] not in SETTLED_NOTHING:
                 return exposure, str(row[0])  # decided before (a resumed or re-run gate)
             # New, or proposed before and settled with nothing moved (failed, rejected,
             # refused): decided again on what is exposed now, and counted again from now.

@@ -197,7 +197,7 @@ class Governor:
         `operation` must raise `DependencyError` for failures it recognises (with `retryable`
         set); timeouts and transport errors are classified here.
         """
-        self._ready(dependency)
+        policy = self._ready(dependency)
         remaining = ctx.remaining(self.clock)
         with span(f"{dependency}.{action}", run_type="tool",
                   tags=["tool", f"dependency:{dependency}", f"thread:{ctx.thread_id or ''}"],
@@ -208,16 +208,16 @@ class Governor:
                       "breaker_state": self.breakers[dependency].state},
                   inputs={"action": action}) as traced:
             try:
-                result = await self._call(dependency, operation, ctx, action)
+                result = await self._call(dependency, policy, operation, ctx, action)
             except DependencyError as exc:
                 traced.end(outcome="error", reason=exc.reason, retryable=exc.retryable)
                 raise
             traced.end(outcome="ok")
             return result
 
-    async def _call(self, dependency: str, operation: Callable[[float], Awaitable[T]],
-                    ctx: CallContext, action: str) -> T:
-        policy = self._ready(dependency)
+    async def _call(self, dependency: str, policy: DependencyPolicy,
+                    operation: Callable[[float], Awaitable[T]], ctx: CallContext,
+                    action: str) -> T:
         breaker = self.breakers[dependency]
         budget = self.budgets[dependency]
         bulkhead = self.bulkheads[dependency]

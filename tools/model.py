@@ -19,11 +19,10 @@ from tools.http import Handler
 from tools.recording import Recorder
 
 if TYPE_CHECKING:  # the SDKs load when a model is configured, not with INTERLOCK_MODEL=rules
-    import openai
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import BaseMessage
 
-__all__ = ["ModelClient", "build_chat_model"]
+__all__ = ["ModelClient", "build_chat_model", "sdk_error"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,12 +84,11 @@ class ModelClient:
         async def attempt(limit_s: float) -> M:
             try:
                 out: Any = await runnable.ainvoke(messages)
-            except openai.APIStatusError as exc:
-                raise _status_error(exc) from None
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                raise DependencyError(type(exc).__name__, dependency="model", retryable=True,
-                                      reason="timeout" if isinstance(
-                                          exc, openai.APITimeoutError) else "transport") from None
+            except (openai.APIStatusError, openai.APITimeoutError,
+                    openai.APIConnectionError) as exc:
+                error = sdk_error("model", exc)
+                assert error is not None
+                raise error from None
             except (ValueError, openai.OpenAIError) as exc:
                 # The SDK's own parsing (json_schema) raises before include_raw can catch it;
                 # a refusal or a truncated answer is as unusable as malformed JSON.
@@ -111,16 +109,23 @@ class ModelClient:
             lambda: self._governor.call(self.dependency, attempt, ctx, action="plan"))
 
 
-def _status_error(exc: openai.APIStatusError) -> DependencyError:
-    status = exc.status_code
-    retry_after = None
-    raw = exc.response.headers.get("retry-after") if exc.response is not None else None
-    if raw:
+def sdk_error(dependency: str, exc: BaseException) -> DependencyError | None:
+    """The governor's view of an OpenAI SDK error (None: not a dependency failure)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        raw = exc.response.headers.get("retry-after") if exc.response is not None else None
         try:
-            retry_after = float(raw)
+            retry_after = float(raw) if raw else None
         except ValueError:
             retry_after = None
-    retryable = status in (408, 429) or status >= 500
-    reason = "throttled" if status == 429 else ("unavailable" if retryable else "rejected")
-    return DependencyError(f"HTTP {status}", dependency="model", retryable=retryable,
-                           status=status, retry_after_s=retry_after, reason=reason)
+        retryable = status in (408, 429) or status >= 500
+        reason = "throttled" if status == 429 else ("unavailable" if retryable else "rejected")
+        return DependencyError(f"HTTP {status}", dependency=dependency, retryable=retryable,
+                               status=status, retry_after_s=retry_after, reason=reason)
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
+        return DependencyError(type(exc).__name__, dependency=dependency, retryable=True,
+                               reason="timeout" if isinstance(exc, openai.APITimeoutError)
+                               else "transport")
+    return None

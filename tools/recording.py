@@ -93,7 +93,7 @@ class Recorder:
     """The one seam every recorded call passes: a live call runs, and its result is recorded.
 
     Clients, the store and the effects journal hand each call to `call` as a function that
-    makes it; `attempted` counts the calls that ran (a replay's recorder runs none).
+    makes it.
     """
 
     writes = True
@@ -101,7 +101,6 @@ class Recorder:
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
-        self.attempted = 0
         self.types: dict[str, Any] = {}
 
     def learn(self, types: Iterable[type]) -> None:
@@ -111,7 +110,6 @@ class Recorder:
     async def call(self, ctx: CallContext | None, dependency: str, action: str,
                    args: dict[str, Any], run: Callable[[], Awaitable[T]]) -> T:
         """Run the call and record its result, or its failure, as a `result` event."""
-        self.attempted += 1
         events = ctx.events if ctx is not None else None
         where = {"thread_id": ctx.thread_id if ctx else None,
                  "step_id": ctx.step_id if ctx else None}
@@ -152,11 +150,7 @@ class ReplayRecorder(Recorder):
             result: T = decode(value, self.types)
             return result
 
-        attempted = self.attempted
-        try:
-            return await Recorder.call(self, ctx, dependency, action, args, served)
-        finally:
-            self.attempted = attempted  # serving is not attempting
+        return await Recorder.call(self, ctx, dependency, action, args, served)
 
 
 def raise_recorded_error(dependency: str, value: Any) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from graphs.core.clock import Clock
 from graphs.core.errors import ConfigError
 from tools.config import ToolSettings
-from tools.dependencies import Simulator, SimulatorWiring, Wiring
+from tools.dependencies import Simulator, Wiring
 from tools.effects import EffectJournal
 from tools.governor import CallGovernor, Governor
 from tools.http import Handler, LoopClients
@@ -114,9 +114,7 @@ def build_toolbox(settings: ToolSettings, *, clock: Clock | None = None,
         sim = given.get(dep.name)
         if sim is None and url is None and dep.simulator is not None and (
                 dep.simulated_by_default):
-            sim = dep.simulator(SimulatorWiring(home=settings.home,
-                                                store_path=settings.store_path,
-                                                faults=settings.fault(dep.name), clock=clock))
+            sim = dep.simulate(settings, clock)
         if sim is not None:
             sims[dep.name] = sim
         handler = transport or (sim if url is None else None)

@@ -7,14 +7,23 @@ agents and guards can both rely on one reading of "what did the request mention"
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from graphs.core.errors import InputError
-from graphs.core.state import PlanStep
+from graphs.core.state import Fact, PlanStep, StepResult
+
+
+def dependency_facts(step: PlanStep, results: Mapping[str, StepResult],
+                     facts: Mapping[str, Fact]) -> dict[str, Fact]:
+    """The facts of the steps `step` depends on (those reported so far): what it may rely on."""
+    return {fid: facts[fid] for dep in step["depends_on"] if dep in results
+            for fid in results[dep]["fact_ids"] if fid in facts}
 
 __all__ = [
     "Mentions",
     "compute_waves",
+    "dependency_facts",
     "find_cycle",
     "mentions",
 ]

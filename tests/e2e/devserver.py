@@ -107,3 +107,8 @@ def refunds(server: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every refund the server's payments simulator has made (counted at the service)."""
     home = server["home"]
     return PaymentsSimulator(home / "payments-sim.db", home / "store.db").all_refunds()
+
+
+def made_since(server: Mapping[str, Any], before: int) -> list[tuple[int, int]]:
+    """(order, cents) of each refund made after the first `before`."""
+    return [(r["order_id"], r["amount_cents"]) for r in refunds(server)[before:]]

@@ -32,6 +32,16 @@ def paid(app: Interlock) -> list[tuple[int, int]]:
             if r["idempotency_key"] and r["idempotency_key"].startswith("il_")]
 
 
+async def staff_from_the_start(app: Interlock, thread_id: str, text: str) -> str:
+    """Staff send `text` from the thread's first checkpoint (a re-run or a fork); the answer."""
+    steps = await app.history(thread_id)
+    config = {"configurable": {"thread_id": thread_id,
+                               "checkpoint_id": steps[0]["checkpoint_id"]}}
+    out = await app.graph.ainvoke({"messages": [{"role": "user", "content": text}]}, config,
+                                  context=InterlockContext(actor=STAFF), durability="sync")
+    return str(out["messages"][-1].content)
+
+
 def approval_reasons(result: Any) -> str:
     assert result.pending_approval is not None, result.answer
     return " ".join(result.pending_approval["reasons"])
@@ -73,14 +83,8 @@ async def test_the_same_refund_again_is_a_likely_duplicate(app: Interlock) -> No
 
 async def test_a_rerun_of_a_paid_request_gets_the_original_payment(app: Interlock) -> None:
     first = await app.run("Refund $10 on order 1012", actor=CUSTOMER_9)
-    steps = await app.history(first.thread_id)
-    config = {"configurable": {"thread_id": first.thread_id,
-                               "checkpoint_id": steps[0]["checkpoint_id"]}}
     # Staff run the same request again from the thread's first checkpoint.
-    out = await app.graph.ainvoke({"messages": [{"role": "user", "content":
-                                                 "Refund $10 on order 1012"}]}, config,
-                                  context=InterlockContext(actor=STAFF), durability="sync")
-    answer = str(out["messages"][-1].content)
+    answer = await staff_from_the_start(app, first.thread_id, "Refund $10 on order 1012")
     [made] = [f["value"] for f in first.facts.values() if f["kind"] == "refund"]
     assert f"I refunded $10.00 on order 1012 (refund {made['refund_id']})" in answer
     assert paid(app) == [(1012, 1000)]
@@ -180,14 +184,9 @@ async def test_an_unbound_answer_leaves_the_proposal_waiting(app: Interlock,
 async def test_a_fork_that_asks_something_else_is_another_payment(app: Interlock) -> None:
     first = await app.run("Refund $30 on order 1014", actor=CUSTOMER_9)
     assert first.status == "completed"
-    steps = await app.history(first.thread_id)
-    config = {"configurable": {"thread_id": first.thread_id,
-                               "checkpoint_id": steps[0]["checkpoint_id"]}}
     # Staff go back to the thread's start and ask for another refund in the same place.
-    out = await app.graph.ainvoke({"messages": [{"role": "user", "content":
-                                                 "Refund $5 on order 1012"}]}, config,
-                                  context=InterlockContext(actor=STAFF), durability="sync")
-    assert "I refunded $5.00 on order 1012" in str(out["messages"][-1].content)
+    answer = await staff_from_the_start(app, first.thread_id, "Refund $5 on order 1012")
+    assert "I refunded $5.00 on order 1012" in answer
     assert paid(app) == [(1014, 3000), (1012, 500)]
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from graphs.core.state import STAFF, Actor
-from tests.e2e.devserver import ask, client, dev_server, refunds
+from tests.e2e.devserver import ask, client, dev_server, made_since, refunds
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ async def test_only_staff_can_answer_an_approval(server: dict[str, Any]) -> None
     done = await c3.threads.get_state(thread["thread_id"])
     assert done["values"]["status"] == "completed"
     assert "I refunded $60.00 on order 1001" in done["values"]["messages"][-1]["content"]
-    assert [(r["order_id"], r["amount_cents"]) for r in refunds(server)[before:]] == [
+    assert made_since(server, before) == [
         (1001, 6000)]
 
 

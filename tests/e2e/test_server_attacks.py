@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from graphs.core.state import STAFF, Actor
-from tests.e2e.devserver import ask, client, dev_server, refunds
+from tests.e2e.devserver import ask, client, dev_server, made_since, refunds
 
 CUSTOMERS = {"customer3": 3, "customer9": 9, "customer11": 11, "customer12": 12,
              "customer13": 13}
@@ -36,10 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 def status_of(error: pytest.ExceptionInfo[httpx.HTTPStatusError]) -> int:
     return error.value.response.status_code
-
-
-def made_since(server: dict[str, Any], before: int) -> list[tuple[int, int]]:
-    return [(r["order_id"], r["amount_cents"]) for r in refunds(server)[before:]]
 
 
 async def test_a_new_request_never_replaces_the_proposal_under_review(

@@ -47,9 +47,19 @@ def test_the_server_module_builds_the_graph_and_reads_the_settings() -> None:
     assert refused.returncode != 0 and "INTERLOCK_MODEL" in refused.stderr
 
 
-def test_help_and_key_listing_load_no_langgraph(tmp_path: Path) -> None:
+def loads_none_of(packages: tuple[str, ...], code: str, result: str, home: Path) -> None:
+    """Run `code` in a fresh interpreter: none of `packages` loaded, and it prints `result`."""
     done = python(
-        "import sys, contextlib, io\n"
+        f"import sys\n{code}\n"
+        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {packages!r})\n"
+        "assert not loaded, loaded\n", {"INTERLOCK_HOME": str(home)})
+    assert done.returncode == 0 and done.stdout.strip() == result, done.stderr[-2000:]
+
+
+def test_help_and_key_listing_load_no_langgraph(tmp_path: Path) -> None:
+    loads_none_of(
+        ("langgraph", "langchain_core", "langsmith", "openai", "pybreaker"),
+        "import contextlib, io\n"
         "from graphs.cli import main\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
@@ -58,20 +68,10 @@ def test_help_and_key_listing_load_no_langgraph(tmp_path: Path) -> None:
         "    except SystemExit:\n"
         "        pass\n"
         "    assert main(['keys', 'list']) == 0\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in\n"
-        "                ('langgraph', 'langchain_core', 'langsmith', 'openai', 'pybreaker'))\n"
-        "assert not loaded, loaded\n"
-        "print('usage' in out.getvalue())", {"INTERLOCK_HOME": str(tmp_path)})
-    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
+        "print('usage' in out.getvalue())", "True", tmp_path)
 
 
 def test_building_the_graph_with_the_rules_planner_loads_no_model_sdk(tmp_path: Path) -> None:
-    done = python(
-        "import sys\n"
-        "from graphs.supervisor import build_graph\n"
-        "build_graph()\n"
-        "loaded = sorted(m for m in sys.modules\n"
-        "                if m.split('.')[0] in ('openai', 'langchain_openai'))\n"
-        "assert not loaded, loaded\n"
-        "print('ok')", {"INTERLOCK_HOME": str(tmp_path)})
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    loads_none_of(("openai", "langchain_openai"),
+                  "from graphs.supervisor import build_graph\nbuild_graph()\nprint('ok')",
+                  "ok", tmp_path)

@@ -18,7 +18,7 @@ import httpx
 
 from graphs.core.errors import NotFoundError
 from tools.config import ToolSettings
-from tools.dependencies import Simulator, SimulatorWiring
+from tools.dependencies import Simulator
 from tools.policy import FaultSpec
 from tools.simulators.payments import PaymentsSimulator
 
@@ -32,13 +32,12 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 def build_simulator(dependency: str, settings: ToolSettings) -> Simulator:
     """The simulator of a registered dependency, with the faults settings give it."""
     registered = {d.name: d for d in settings.dependencies}.get(dependency)
-    if registered is None or registered.simulator is None:
+    simulator = registered.simulate(settings) if registered is not None else None
+    if simulator is None:
         names = ", ".join(d.name for d in settings.dependencies if d.simulator is not None)
         raise NotFoundError(f"no simulator for {dependency!r} (simulated: {names})",
                             field="dependency")
-    return registered.simulator(SimulatorWiring(home=settings.home,
-                                                store_path=settings.store_path,
-                                                faults=settings.fault(dependency)))
+    return simulator
 
 
 def _control(sim: Simulator, method: str, path: str, body: bytes) -> httpx.Response | None:
