@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agents.base import WorkerSpec
-from agents.llm_planner import model_plan, system_prompt
+from agents.llm_planner import conversation_context, model_plan, system_prompt
 from agents.rules import rules_plan
 from graphs.core.clock import iso, parse_iso
+from graphs.core.conversation import Resolution, is_confirmation, resolve
 from graphs.core.errors import InputError
+from graphs.core.freshness import scope_of
 from graphs.core.state import ErrorInfo, Event, InterlockContext, InterlockState
 from tools.errors import DependencyError
 from tools.governor import CallContext
@@ -22,11 +24,19 @@ from tools.toolbox import Toolbox
 __all__ = ["make_planner"]
 
 
+def _unredacted(text: str) -> str:
+    return text
+
+
 def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
-                 goto: str = "plan_guard") -> Any:
+                 goto: str = "plan_guard",
+                 redact: Callable[[str], str] = _unredacted) -> Any:
     """The planner node; it proposes `candidate_plan` (or an `error`) to the plan stages.
 
-    `goto` is the first plan stage's node (the graph builder passes it).
+    `goto` is the first plan stage's node (the graph builder passes it); `redact` takes
+    personal data out of the conversation before a model sees it (the output guard's).
+    What the request refers back to in the thread's subject (`it`, a "yes" to an offer) is
+    resolved here for the rules planner, and judged again by the plan guard.
     """
     prompt = system_prompt(workers) if toolbox.model is not None else None
 
@@ -35,12 +45,22 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
         request = state["request"]
         text, turn = request["text"], request["turn"]
         update: dict[str, Any] = {}
-        if toolbox.model is not None:
+        by = scope_of(request["actor"])
+        subject = state.get("subject")
+        try:
+            carried = resolve(text, subject, by=by, turn=turn,
+                              now=parse_iso(request["received_at"]))
+        except InputError:
+            carried = Resolution()  # the rules planner says what is wrong with the amount
+        # A "yes" carries out exactly the offer that stands: nothing for a model to plan.
+        if toolbox.model is not None and not is_confirmation(text):
             ctx = CallContext.until(parse_iso(request["deadline_at"]), toolbox.clock,
                                     step_id=f"t{turn}.plan", thread_id=thread_of(runtime))
             try:
+                context = conversation_context(state.get("messages", []), subject, by=by,
+                                               redact=redact) if turn > 1 else None
                 plan = await model_plan(toolbox.model, text, turn=turn, workers=workers,
-                                        ctx=ctx, prompt=prompt)
+                                        ctx=ctx, prompt=prompt, context=context)
                 return Command(goto=goto,
                                update={"candidate_plan": plan, "events": ctx.events})
             except DependencyError as exc:
@@ -53,7 +73,7 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
                                         detail={"to": "rules", "reason": exc.reason}))
                 update["events"] = ctx.events
         try:
-            plan = rules_plan(text, turn=turn, workers=workers)
+            plan = rules_plan(text, turn=turn, workers=workers, carried=carried)
         except InputError as exc:
             # The plan guard records the refusal; the planner only proposes.
             return Command(goto=goto, update={

@@ -54,7 +54,8 @@ from tools.toolbox import Toolbox
 __all__ = ["REFUND_MADE", "RULES", "SPEC", "RefundValue", "describe", "effect_id",
            "idempotency_key", "policy_reasons", "recheck"]
 
-RefundStatus = Literal["executed", "pending", "refused", "rejected", "failed", "not_found"]
+RefundStatus = Literal["executed", "pending", "proposed", "refused", "rejected", "failed",
+                       "not_found"]
 
 
 class RefundValue(BaseModel):
@@ -72,6 +73,10 @@ class RefundValue(BaseModel):
     left_cents: int | None = None
     retryable: bool = False
     """For `failed`: the payments service was unavailable, so trying again later may work."""
+    asked_cents: int | None = Field(default=None, ge=0)
+    """For `proposed`: the amount the request named, when the offer is for less."""
+    summary: str | None = None
+    """For `proposed`: the offer in one line ("Refund $39.00 on order 1012")."""
 
 
 def _origin(request: RequestInfo) -> str:
@@ -302,6 +307,43 @@ RULES = EffectRules(problems=policy_reasons, recheck=recheck, upgrade=upgrade)
 """What the approval gate applies to a refund: the policy in effect, and a re-check."""
 
 
+def _offer_or_stale(step: PlanStep, proposal: Proposal, left: int, now: datetime
+                    ) -> Fact | None:
+    """What a step settles without the approval gate (None: it goes to the gate).
+
+    - a "yes" to an offer made under another policy version: refused, the offer is void;
+    - no amount named: nothing is paid; the desk offers what is left, if the policy allows
+      a refund at all (a following "yes" confirms exactly that);
+    - more than what is left named, and that the only problem: the desk offers what is left.
+    """
+    order_id = proposal["details"]["order_id"]
+    currency, version = proposal["currency"], proposal["policy_version"]
+    confirms = step.get("confirms")
+    if confirms is not None:
+        if confirms["policy_version"] == version:
+            return None
+        return _refund_fact(step, now, order_id=order_id, status="refused",
+                           amount_cents=proposal["impact_cents"], currency=currency,
+                           policy_version=version, left_cents=left, reasons=[
+                               f"policy_changed: I offered it in turn {confirms['turn']} under "
+                               f"refund policy {confirms['policy_version']}, and policy "
+                               f"{version} is in effect now; that offer no longer stands, so "
+                               f"ask again"])
+    asked = step["amount_cents"]
+    problems = policy_reasons(Proposal(**{**proposal, "impact_cents": asked or left}))
+    over = bool(problems) and all(p.startswith("exceeds_paid") for p in problems)
+    if (asked is None and not problems) or (asked is not None and over and left > 0):
+        why = ("no_amount: the request named no amount" if asked is None else problems[0])
+        return _refund_fact(step, now, order_id=order_id, status="proposed",
+                           amount_cents=left, asked_cents=asked, currency=currency,
+                           policy_version=version, left_cents=left,
+                           summary=f"Refund {money(left, currency)} on order {order_id}", reasons=[
+                               f"{why}; nothing was refunded, {money(left, currency)} is "
+                               f"offered (what is left of what was paid), for the requester "
+                               f"to confirm"])
+    return None
+
+
 def _build(deps: WorkerDeps) -> WorkerGraph:
     toolbox: Toolbox = deps.toolbox
 
@@ -367,6 +409,13 @@ def _build(deps: WorkerDeps) -> WorkerGraph:
                                         f"refund"])
             return {**report(SPEC, step, "refused", [fact], events=ctx.events),
                     "scratch": {"stop": True}}
+        if prior is None and (settled := _offer_or_stale(step, proposal, left, now)):
+            offered = settled["value"]["status"] == "proposed"
+            return {**report(SPEC, step, "done" if offered else "refused", [settled],
+                             events=ctx.events), "scratch": {"stop": True}}
+        if (confirms := step.get("confirms")) is not None:
+            proposal["confirmed"] = (f"confirmed: the requester said yes to the offer of turn "
+                                     f"{confirms['turn']} ({confirms['summary']})")
         return {"scratch": {"proposal": proposal}, "events": ctx.events}
 
     async def reconcile(state: WorkerState, runtime: Runtime[InterlockContext]
@@ -516,6 +565,12 @@ def describe(fact: Fact, context: AnswerContext) -> str | None:
         return f"I can't refund order {order}: {reasons}."
     if status == "rejected":
         return f"The refund of {amount} on order {order} was not approved ({reasons})."
+    if status == "proposed":
+        asked = v.get("asked_cents")
+        first = (f"I can't refund {money(asked, v.get('currency'))} on order {order}: only "
+                 f"{amount} is left of what was paid. " if asked else "")
+        return (f"{first}I can refund {amount} on order {order} (what is left of what was "
+                f"paid). Reply \"yes\" to go ahead, or ask for a smaller amount.")
     if status == "pending":
         return (f"The refund of {amount} on order {order} is pending: the payments service has "
                 f"not confirmed it yet. Retrying it can never pay twice.")

@@ -68,7 +68,9 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
         request = state.get("request")
         asks = unsupported_asks(request["text"] if request else "") or ["do that"]
         notices.append(f"I can't {' or '.join(asks)} here. {offer}")
-    if "clarify" in intents:
+    asks = list(plan.get("asks") or []) if plan else []
+    notices.extend(asks)  # a question back instead of a guess, or why a "yes" is not taken
+    if "clarify" in intents and not asks:
         notices.append("Which order do you mean? Please include the order number, "
                        "for example 1042.")
     ask_for_order = f"{offer} Tell me the order number, for instance: where is #1042?"

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from graphs.core.conversation import Resolution
 from graphs.core.errors import InputError
 from graphs.core.plans import Mentions, compute_waves, mentions
-from graphs.core.state import Plan, PlanStep
+from graphs.core.state import Offer, Plan, PlanStep
 
 if TYPE_CHECKING:
     from agents.base import WorkerSpec
@@ -34,7 +35,8 @@ _POLICY = re.compile(r"\bpolic(?:y|ies)\b|\breturn window\b|\bhow long\b[^.?!]{0
 _TRACK = re.compile(r"\bwhere\b|\btrack|\bshipp|\bshipment|\bdeliver|\barriv|\bcarrier\b"
                     r"|\bpackage\b|\bparcel\b|\beta\b|\bwhen will\b|\bin transit\b",
                     re.IGNORECASE)
-_ORDER = re.compile(r"\border|\bstatus\b|\bpaid\b|\bitems?\b|\btotal\b|\bcancel", re.IGNORECASE)
+_ORDER = re.compile(r"\border|\bstatus\b|\bpaid\b|\bitems?\b|\btotal\b|\bcancel|\bcost\b"
+                    r"|\bprice\b|\bhow much\b", re.IGNORECASE)
 
 
 _UNSUPPORTED = (
@@ -96,16 +98,68 @@ def unsupported_asks(text: str) -> list[str]:
     return [what for what, pattern in _UNSUPPORTED if pattern.search(text)]
 
 
-def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = ()) -> Plan:
+def _which(orders: Sequence[int]) -> str:
+    named = [f"#{o}" for o in orders]
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " or " + named[-1]
+    return (f"Which order do you mean: {listed}? Please say it again with the order number, "
+            f"for example 'where is {named[0]}?'.")
+
+
+def _cannot_confirm(refusal: str) -> str:
+    code, _, detail = refusal.partition(": ")
+    if code == "nothing_to_confirm":
+        return ("There is nothing waiting for your confirmation. To ask for a refund, say for "
+                "example 'Refund $25 on order 1042'.")
+    return (f"I can't take that as a yes: {detail}. Nothing was refunded; ask again and I will "
+            f"check it once more.")
+
+
+def _confirmation_plan(offer: Offer, turn: int, workers: Sequence[WorkerSpec]) -> Plan:
+    """Carry out a confirmed offer: its worker's step, after the steps it needs facts from."""
+    ctx = RuleContext(text="", turn=turn, found=Mentions([offer["order_id"]], []))
+    spec = next((w for w in workers if w.name == offer["worker"]), None)
+    if spec is None:  # the worker that made the offer is not in this graph any more
+        return Plan(source="rules", intents=["confirm"], steps=[], waves=[],
+                    asks=[_cannot_confirm("offer_lapsed: the worker that made it is gone")])
+    owners = {kind: w for w in workers for kind in w.owns}
+    needed = []
+    for kind in spec.requires:
+        owner = owners.get(kind)
+        if owner is not None and owner.name not in [s["worker"] for s in ctx.steps]:
+            needed.append(ctx.add(owner.name, order_id=offer["order_id"]
+                                  if owner.needs_order else None))
+    ctx.add(spec.name, order_id=offer["order_id"], amount=offer["amount_cents"],
+            depends_on=needed)
+    ctx.steps[-1]["confirms"] = offer
+    return Plan(source="rules", intents=["confirm"], steps=ctx.steps,
+                waves=compute_waves(ctx.steps))
+
+
+def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = (),
+               carried: Resolution | None = None) -> Plan:
     """Plan `text` with rules; an ambiguous or malformed request raises InputError.
 
     The reference domain's rules first (orders, shipping, policy, refunds), then the rule of
-    every other worker given (`WorkerSpec.rule`), in their order.
+    every other worker given (`WorkerSpec.rule`), in their order. `carried` is what the
+    message refers back to in the thread's subject: a confirmed offer, or the earlier order a
+    request that names none is about (several that fit: a question back, never a guess).
     """
+    carried = carried or Resolution()
+    if carried.confirms is not None:
+        return _confirmation_plan(carried.confirms, turn, workers)
+    if carried.refusal is not None:
+        return Plan(source="rules", intents=["confirm"], steps=[], waves=[],
+                    asks=[_cannot_confirm(carried.refusal)])
     found = mentions(text)
     refund = bool(_REFUND.search(text)) and not _NOT_A_REFUND.search(text)
     policy_asked = bool(_POLICY.search(text))
     track = bool(_TRACK.search(text))
+    needs_order = refund or track or bool(_ORDER.search(text))
+    if not found.order_ids and needs_order and carried.order_ids:
+        found = Mentions(list(carried.order_ids), found.amounts_cents)
+    elif not found.order_ids and needs_order and len(carried.ambiguous) > 1:
+        return Plan(source="rules", intents=["clarify"], steps=[], waves=[],
+                    asks=[_which(carried.ambiguous)])
     ctx = RuleContext(text=text, turn=turn, found=found)
     if refund and found.amounts_cents and len(found.order_ids) != 1:
         raise InputError("Please name exactly one order number with a refund amount, "
@@ -140,7 +194,7 @@ def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = ()) -> P
             s["amount_cents"] == amount for s in ctx.steps):
         raise InputError("I read an amount but no refund request; to ask for a refund, say "
                          "e.g. 'Refund $25 on order 1042'.", field="amount")
-    if not found.order_ids and not extended and (refund or track or _ORDER.search(text)):
+    if not found.order_ids and not extended and needs_order:
         ctx.intent("clarify")
     if not extended and unsupported_asks(text):
         ctx.intent("unsupported")

@@ -95,6 +95,9 @@ class Settings:
     duplicate_window_s: float = 86400.0
     """INTERLOCK_DUPLICATE_WINDOW_S: a refund of the same amount on the same order within this
     many seconds of another is a likely duplicate and asks a human (0: off)."""
+    offer_ttl_s: float = 600.0
+    """INTERLOCK_OFFER_TTL_S: how long an offer the desk made ("I can refund $39.00 on order
+    1012") stands for a "yes" (it stands for the next message only, in any case)."""
     deadline_s: float = 30.0
     """INTERLOCK_DEADLINE_S: end-to-end deadline of one request."""
     max_steps: int = 8
@@ -272,6 +275,8 @@ class Settings:
                                       defaults.approval_window_s, float, minimum=0.0),
             duplicate_window_s=_number(env, "INTERLOCK_DUPLICATE_WINDOW_S",
                                        defaults.duplicate_window_s, float, minimum=0.0),
+            offer_ttl_s=_number(env, "INTERLOCK_OFFER_TTL_S", defaults.offer_ttl_s, float,
+                                minimum=1.0),
             max_input_messages=_number(env, "INTERLOCK_MAX_INPUT_MESSAGES",
                                        defaults.max_input_messages, int, minimum=1),
             max_input_bytes=_number(env, "INTERLOCK_MAX_INPUT_BYTES", defaults.max_input_bytes,

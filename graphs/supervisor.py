@@ -22,6 +22,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from agents.base import WorkerDeps, WorkerSpec, as_node, stamp
+from agents.conversation import make_remember
 from agents.planner import make_planner
 from agents.registry import DEFAULT_WORKERS
 from agents.responder import make_responder
@@ -38,6 +39,7 @@ from graphs.settings import Settings, settings_of
 from graphs.tracing import configure_tracing
 from guards.approval import make_approval_guard
 from guards.facts import make_fact_guard
+from guards.output import redact
 from guards.registry import DEFAULT_GUARDS
 from guards.stages import Check, GuardStage, StageDeps
 from tools.dependencies import Dependency
@@ -177,12 +179,13 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     effects = tuple(w.name for w in workers if w.side_effects)
     stage_deps = StageDeps(
         settings=settings, clock=clock, workers=by_name, side_effects=effects,
-        fallback=lambda text, turn: rules_plan(text, turn=turn, workers=workers),
+        fallback=lambda text, turn, carried: rules_plan(text, turn=turn, workers=workers,
+                                                        carried=carried),
         grounds=grounds, claims=claims)
 
     builder = StateGraph(InterlockState, context_schema=InterlockContext,
                          input_schema=InputState)
-    ends = {"request": "planner", "plan": "supervisor", "answer": END}
+    ends = {"request": "planner", "plan": "supervisor", "answer": "remember"}
     for place, stages in places.items():
         for n, stage in enumerate(stages):
             after = stages[n + 1].node if n + 1 < len(stages) else ends[place]
@@ -192,7 +195,8 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                              metadata={"kind": "guard", "guard": stage.name},
                              destinations=tuple(dict.fromkeys(routes)))
     first_plan = places["plan"][0].node
-    builder.add_node("planner", make_planner(toolbox, workers, goto=first_plan),
+    builder.add_node("planner", make_planner(toolbox, workers, goto=first_plan,
+                                             redact=lambda text: redact(text)[0]),
                      metadata={"kind": "planner"}, destinations=(first_plan,))
     produces = {w.name: w.produces for w in workers}
     builder.add_node("supervisor", make_supervisor(settings, clock, produces),
@@ -219,6 +223,10 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     builder.add_conditional_edges("fact_guard", make_after_facts(settings, clock, produces),
                                   ["supervisor", "responder"])
     builder.add_edge("responder", places["answer"][0].node)
+    builder.add_node("remember", make_remember(offer_ttl_s=settings.offer_ttl_s,
+                                               side_effects=effects),
+                     metadata={"kind": "conversation"})
+    builder.add_edge("remember", END)
     return builder.compile(checkpointer=checkpointer, name="interlock")
 
 

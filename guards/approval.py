@@ -200,14 +200,18 @@ def _request(proposal: Proposal, reasons: Sequence[str], settings: GuardSettings
         "summary": proposal["summary"], "subject": proposal["subject"],
         "currency": proposal["currency"], "limit_cents": settings.auto_approve_cents,
         "reason": reasons[0] if reasons else "escalated: decided earlier to ask a human",
-        "reasons": list(reasons), "policy_version": proposal["policy_version"] or "",
+        "reasons": [*reasons, *([proposal["confirmed"]] if proposal.get("confirmed") else [])],
+        "policy_version": proposal["policy_version"] or "",
         "requested_by": proposal["requested_by"], "requested_at": proposal["requested_at"]}
     request = cast(ApprovalRequest, values)
     request["digest"] = approval_digest(request, proposal["key"])
     return request
 
 
-_SHAPE = frozenset(Proposal.__required_keys__)
+# The keys every proposal of today's shape has. Under postponed annotations TypedDict counts a
+# `NotRequired` key as required, so the annotations are read instead.
+_SHAPE = frozenset(k for k, hint in Proposal.__annotations__.items()
+                   if "NotRequired[" not in str(hint))
 
 
 def _current(held: Mapping[str, Any], request: Mapping[str, Any], rules: EffectRules
@@ -321,11 +325,12 @@ def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
             if decision["decision"] != "allow" and not already:  # moved nothing: not counted
                 await toolbox.effects.finish(
                     key, "rejected" if decision["decision"] == "rejected" else "refused")
+        confirmed = [proposal["confirmed"]] if proposal.get("confirmed") else []
         verdicts.append(Verdict(
             guard=GUARD, passed=decision["decision"] == "allow",
             action="allow" if decision["decision"] == "allow" else "refuse",
-            reasons=decision["reasons"], fact_ids=fact_ids, step_id=step_id, turn=turn,
-            at=decision["decided_at"]))
+            reasons=[*decision["reasons"], *confirmed], fact_ids=fact_ids, step_id=step_id,
+            turn=turn, at=decision["decided_at"]))
         scratch: dict[str, Any] = {"approval": decision}
         if upgraded is not held:  # the worker goes on with the proposal as read now
             scratch["proposal"] = proposal

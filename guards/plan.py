@@ -2,8 +2,11 @@
 
 Rejects unknown workers, bad dependencies (missing, cyclic, or a step that does not wait for
 the facts it needs), too many steps or side effects, and any order number or amount the
-request never mentioned. A rejected model plan falls back to the rules planner; the rejection
-is recorded as a verdict either way.
+request never mentioned, with two exceptions read from the thread's subject: an order the same
+actor named earlier in the thread, when the request refers back to it alone (the verdict
+records it under `from_turn`), and the amount of an offer the request confirms while it still
+stands. A rejected model plan falls back to the rules planner; the rejection is recorded as a
+verdict either way.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from graphs.core.answers import plural
-from graphs.core.clock import Clock, iso
+from graphs.core.clock import Clock, iso, parse_iso
+from graphs.core.conversation import Resolution, resolve
 from graphs.core.errors import InputError
+from graphs.core.freshness import scope_of
 from graphs.core.plans import compute_waves, find_cycle, mentions
 from graphs.core.state import ErrorInfo, InterlockState, Plan, PlanStep, Verdict
 from guards.config import GuardSettings
@@ -59,9 +64,22 @@ class WorkerTraits(Protocol):
         """Arguments whose values must appear in the request."""
 
 
+def _confirms(step: PlanStep, worker: WorkerTraits, carried: Resolution) -> bool:
+    """Whether `step` carries out exactly the offer the request confirms."""
+    offer = carried.confirms
+    return (offer is not None and worker.side_effects and offer["worker"] == worker.name
+            and offer["order_id"] == step["order_id"]
+            and offer["amount_cents"] == step["amount_cents"])
+
+
 def plan_problems(plan: Plan, text: str, *, turn: int, settings: GuardSettings,
-                  workers: Mapping[str, WorkerTraits]) -> list[str]:
-    """Everything wrong with `plan` for the request `text` (empty: the plan is sound)."""
+                  workers: Mapping[str, WorkerTraits],
+                  carried: Resolution | None = None) -> list[str]:
+    """Everything wrong with `plan` for the request `text` (empty: the plan is sound).
+
+    `carried` is what the request refers back to in the thread's subject (`resolve`).
+    """
+    carried = carried or Resolution()
     problems: list[str] = []
     steps = plan["steps"]
     if len(steps) > settings.max_steps:
@@ -90,12 +108,21 @@ def plan_problems(plan: Plan, text: str, *, turn: int, settings: GuardSettings,
             problems.append(f"missing_order: {sid} ({worker.name}) needs an order number")
         if not worker.needs_order and order_id is not None:
             problems.append(f"unexpected_order: {sid} ({worker.name}) takes no order number")
-        if order_id is not None and order_id not in found.order_ids:
-            problems.append(f"unmentioned_order: {order_id} does not appear in the request")
+        if order_id is not None and order_id not in found.order_ids and (
+                order_id not in carried.order_ids):
+            problems.append(f"unmentioned_order: {order_id} does not appear in the request"
+                            + (" (it could be any of "
+                               + ", ".join(str(o) for o in carried.ambiguous) + ")"
+                               if order_id in carried.ambiguous else ""))
         if amount is not None and not worker.side_effects:
             problems.append(f"unexpected_amount: {sid} ({worker.name}) takes no amount")
-        if amount is not None and amount not in found.amounts_cents:
-            problems.append(f"unmentioned_amount: {amount} cents does not appear in the request")
+        if amount is not None and amount not in found.amounts_cents and not _confirms(
+                step, worker, carried):
+            problems.append(f"unmentioned_amount: {amount} cents does not appear in the request"
+                            + (f" ({carried.refusal})" if carried.refusal else ""))
+        if "confirms" in step and not _confirms(step, worker, carried):
+            problems.append(f"bad_confirmation: {sid} carries out an offer the request does not "
+                            f"confirm, or that no longer stands")
         problems.extend(_args_problems(step, worker, text))
         for dep in step["depends_on"]:
             if dep not in by_id:
@@ -132,14 +159,47 @@ def _args_problems(step: PlanStep, worker: WorkerTraits, text: str) -> list[str]
             and str(value).casefold() not in said]
 
 
+def _carried_over(plan: Plan, text: str, carried: Resolution) -> tuple[dict[str, int], list[str]]:
+    """The orders the plan takes from the subject (order -> turn), and why, for the verdict."""
+    named = set(mentions(text).order_ids)
+    used = {s["order_id"] for s in plan["steps"] if s["order_id"] is not None
+            and s["order_id"] not in named and s["order_id"] in carried.from_turn}
+    from_turn = {str(o): carried.from_turn[o] for o in sorted(used)}
+    how = "offered in" if carried.confirms is not None else "named by the same actor in"
+    reasons = [f"from_turn: order {o} was {how} turn {t}" for o, t in from_turn.items()]
+    if carried.confirms is not None and any("confirms" in s for s in plan["steps"]):
+        offer = carried.confirms
+        reasons.append(f"confirms: the offer of turn {offer['turn']} ({offer['summary']}), "
+                       f"standing until {offer['expires_at'][:19]}Z")
+    return from_turn, reasons
+
+
+def _with_confirmations(steps: list[PlanStep], workers: Mapping[str, WorkerTraits],
+                        carried: Resolution) -> list[PlanStep]:
+    """The steps, each that carries out the confirmed offer marked with it (as it stands)."""
+    marked: list[PlanStep] = []
+    for step in steps:
+        worker = workers.get(step["worker"])
+        if worker is not None and carried.confirms is not None and _confirms(
+                step, worker, carried):
+            step = PlanStep(**{**step, "confirms": carried.confirms})
+        marked.append(step)
+    return marked
+
+
 def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str, WorkerTraits],
-                    fallback: Callable[[str, int], Plan]) -> Check:
-    """The plan guard's check; `fallback(text, turn)` is the rules planner."""
+                    fallback: Callable[[str, int, Resolution | None], Plan]) -> Check:
+    """The plan guard's check; `fallback(text, turn, carried)` is the rules planner."""
 
     async def plan_guard(state: InterlockState) -> StageResult:
         request = state["request"]
         text, turn = request["text"], request["turn"]
         candidate = state.get("candidate_plan")
+        try:
+            carried = resolve(text, state.get("subject"), by=scope_of(request["actor"]),
+                              turn=turn, now=parse_iso(request["received_at"]))
+        except InputError:
+            carried = Resolution()
         verdicts: list[Verdict] = []
         if fallback_reason := state.get("planner_fallback"):
             verdicts.append(Verdict(guard=GUARD, passed=False, action="refuse",
@@ -156,21 +216,27 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
                     "plan": None, "status": "refused", "error": error})
 
         def verdict(plan: Plan, problems: list[str]) -> Verdict:
-            return Verdict(guard=GUARD, passed=not problems,
-                           action="refuse" if problems else "allow",
-                           reasons=problems or [f"plan from {plan['source']}: "
-                                                f"{plural(len(plan['steps']), 'step')}"],
-                           fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))
+            if problems:
+                return Verdict(guard=GUARD, passed=False, action="refuse", reasons=problems,
+                               fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))
+            from_turn, why = _carried_over(plan, text, carried)
+            allowed = Verdict(guard=GUARD, passed=True, action="allow",
+                              reasons=[f"plan from {plan['source']}: "
+                                       f"{plural(len(plan['steps']), 'step')}", *why],
+                              fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))
+            if from_turn:
+                allowed["from_turn"] = from_turn
+            return allowed
 
         try:
             problems = plan_problems(candidate, text, turn=turn, settings=settings,
-                                     workers=workers)
+                                     workers=workers, carried=carried)
             verdicts.append(verdict(candidate, problems))
             plan = candidate
             if problems and candidate["source"] == "model":
-                plan = fallback(text, turn)
+                plan = fallback(text, turn, carried)
                 problems = plan_problems(plan, text, turn=turn, settings=settings,
-                                         workers=workers)
+                                         workers=workers, carried=carried)
                 verdicts.append(verdict(plan, problems))
         except InputError as exc:
             return StageResult(verdicts=[*verdicts, Verdict(
@@ -184,9 +250,12 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
             return StageResult(verdicts=verdicts, update={
                 "plan": None, "status": "refused",
                 "error": ErrorInfo(code="refused", message=message)})
-        plan = Plan(source=plan["source"], intents=plan["intents"], steps=plan["steps"],
-                    waves=compute_waves(plan["steps"]))
-        return StageResult(verdicts=verdicts, update={"plan": plan})
+        checked = Plan(source=plan["source"], intents=plan["intents"],
+                       steps=_with_confirmations(plan["steps"], workers, carried),
+                       waves=compute_waves(plan["steps"]))
+        if plan.get("asks"):
+            checked["asks"] = list(plan.get("asks") or [])
+        return StageResult(verdicts=verdicts, update={"plan": checked})
 
     return plan_guard
 

@@ -24,6 +24,7 @@ from langgraph.types import Send
 
 from graphs.core.answers import Claim, Ground
 from graphs.core.clock import Clock
+from graphs.core.conversation import Resolution
 from graphs.core.state import Plan, Verdict, VerdictAction
 from guards.config import GuardSettings
 
@@ -65,8 +66,9 @@ class StageDeps:
     """The clock."""
     workers: Mapping[str, Any]
     """The workers by name (each has the traits of `guards.plan.WorkerTraits`)."""
-    fallback: Callable[[str, int], Plan]
-    """The rules planner, `(text, turn)`, for a model plan the plan guard rejects."""
+    fallback: Callable[[str, int, Resolution | None], Plan]
+    """The rules planner, `(text, turn, carried)`, for a model plan the plan guard rejects
+    (`carried`: what the request refers back to in the thread's subject)."""
     grounds: Sequence[Ground] = ()
     """What answers must find grounded (every worker's)."""
     claims: Sequence[Claim] = ()

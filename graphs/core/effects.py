@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -41,7 +41,11 @@ class Proposal(TypedDict):
     currency: str
     """ISO currency code."""
     amount_stated: bool
-    """Whether the request named the amount (a human confirms one it did not)."""
+    """Whether the request named the amount, or confirmed an offer of it (a human confirms
+    one it did not)."""
+    confirmed: NotRequired[str]
+    """The offer this effect carries out, when the request was a "yes" to one (for the
+    record: the gate's limits apply as to any other)."""
     key: str
     """Its idempotency key (the effect and its terms)."""
     effect_id: str

@@ -31,6 +31,7 @@ __all__ = [
     "InterlockContext",
     "InterlockState",
     "NodeSpan",
+    "Offer",
     "Plan",
     "PlanStep",
     "RequestInfo",
@@ -39,6 +40,9 @@ __all__ = [
     "Status",
     "StepResult",
     "StepStatus",
+    "Subject",
+    "SubjectAmount",
+    "SubjectOrder",
     "Verdict",
     "VerdictAction",
     "WorkerInput",
@@ -111,6 +115,9 @@ class PlanStep(TypedDict):
     """Ids of steps that must finish first; steps with no pending dependency run in parallel."""
     args: NotRequired[dict[str, Any]]
     """Arguments of the step's worker besides the order and amount (its `WorkerSpec.args`)."""
+    confirms: NotRequired[Offer]
+    """The offer this step carries out, as the plan guard found it standing (a "yes" to "I can
+    refund $39.00 on order 1012"): its amount is the offer's, not one the request named."""
 
 
 class Plan(TypedDict):
@@ -124,6 +131,9 @@ class Plan(TypedDict):
     """The steps, in declaration order."""
     waves: list[list[str]]
     """Declared execution order: each wave runs in parallel once the previous wave finished."""
+    asks: NotRequired[list[str]]
+    """What the planner asks back instead of guessing ("Which order do you mean: 1012 or
+    1027?"), or why a confirmation cannot be taken."""
 
 
 class Fact(TypedDict):
@@ -172,6 +182,9 @@ class Verdict(TypedDict):
     """The request (turn) this verdict belongs to."""
     at: str
     """When the guard decided."""
+    from_turn: NotRequired[dict[str, int]]
+    """Orders the plan uses that the request did not name, each with the turn the same actor
+    named it in (the plan guard's verdict)."""
 
 
 class Event(TypedDict):
@@ -383,6 +396,78 @@ def _append(left: list[Any] | None, right: list[Any] | None) -> list[Any]:
     return [*(left or []), *(right or [])]
 
 
+class SubjectOrder(TypedDict):
+    """An order the thread is about, as one actor named it."""
+
+    order_id: int
+    """The order number."""
+    by: str
+    """Who named it: `staff` or `customer:<id>` (only they may refer back to it)."""
+    first_turn: int
+    """The turn it was first named in."""
+    named_turn: int
+    """The last turn it was named in (by its number, not referred back to)."""
+    turn: int
+    """The last turn it was named in or answered about."""
+    said: list[str]
+    """What answers said about it so far (fact kinds: order, shipment, refund, ...)."""
+
+
+class SubjectAmount(TypedDict):
+    """An amount an actor named: kept for the record, never carried into a refund."""
+
+    amount_cents: int
+    """The amount."""
+    by: str
+    """Who named it."""
+    turn: int
+    """The turn it was named in."""
+
+
+class Offer(TypedDict):
+    """Something the desk offered to do that the customer did not quite ask for.
+
+    Only the next message of the same actor can confirm it ("yes", "go ahead"), only before
+    it expires, and a confirmation still goes through the plan guard and the approval gate.
+    """
+
+    id: str
+    """The plan step that made the offer (`t2.s3`)."""
+    worker: str
+    """The worker that would carry it out (`refunds`)."""
+    order_id: int
+    """The order it is about."""
+    amount_cents: int
+    """The amount offered."""
+    currency: str
+    """ISO currency code."""
+    policy_version: str | None
+    """The policy version it was checked against; a confirmation under another is refused."""
+    by: str
+    """Whom it was offered to (`customer:<id>` or `staff`)."""
+    turn: int
+    """The turn it was made in; only turn + 1 may confirm it."""
+    made_at: str
+    """When it was made."""
+    expires_at: str
+    """When it lapses."""
+    summary: str
+    """One line for a person ("Refund $39.00 on order 1012")."""
+
+
+class Subject(TypedDict):
+    """What the thread is about, per actor (the `subject` state key)."""
+
+    orders: list[SubjectOrder]
+    """Orders named in the thread, least recent first."""
+    amounts: list[SubjectAmount]
+    """Amounts named in the thread (last few), for the record."""
+    offer: Offer | None
+    """The desk's open offer, if its last answer made one."""
+    turn: int
+    """The last turn that updated it."""
+
+
 class InputState(TypedDict):
     """What callers may send: messages only. Actor, plan and facts are never accepted as input."""
 
@@ -404,6 +489,9 @@ class InterlockState(TypedDict):
     ones are a new request's input, checked by the intake guard."""
     request: NotRequired[RequestInfo]
     """The current request, as the intake guard accepted it."""
+    subject: NotRequired[Subject]
+    """What the thread is about: the orders each actor named, with their turns, and the desk's
+    open offer (written at the end of every turn by the `remember` node)."""
     plan: NotRequired[Plan | None]
     """The current request's validated plan."""
     candidate_plan: NotRequired[Plan | None]

@@ -156,3 +156,24 @@ def test_demo_plays_every_scenario(home: Path) -> None:
     assert len(attempts) == carrier_attempts and max(attempts) < facts < output, outage
     assert "plan from rules: 1 step\n" in out and "1 fact from orders" in out
     assert "1 steps" not in out and "fact(s)" not in out
+
+
+def test_a_conversation_across_processes_remembers_its_subject(home: Path) -> None:
+    def say(text: str, customer: str = "9") -> dict[str, Any]:
+        done = cli(home, "run", text, "--thread", "mt1", "--customer", customer, "--json")
+        assert done.returncode in (0, 2), done.stderr
+        return as_json(done)
+
+    assert "Order 1012 is delivered" in say("Where is my order 1012?")["answer"]
+    offer = say("Can I get a refund on it?")
+    assert offer["status"] == "completed"
+    assert "I can refund $39.00 on order 1012" in offer["answer"]
+    assert "total $39.00" in say("what was the total again?")["answer"]
+    late = say("yes")  # not the reply right after the offer: it lapsed
+    assert "nothing waiting for your confirmation" in late["answer"]
+    assert say("Refund it please")["answer"].count("I can refund $39.00") == 1
+    done = say("go ahead")
+    assert "I refunded $39.00 on order 1012" in done["answer"], done
+    stranger = cli(home, "run", "what is the status of it?", "--thread", "mt1",
+                   "--customer", "3", "--json")
+    assert stranger.returncode == 2 and "not found" in stranger.stdout + stranger.stderr

@@ -192,15 +192,23 @@ async def test_a_refund_step_that_dies_is_settled_not_forgotten(settings: Settin
         assert made["amount_cents"] == 2000
 
 
-async def test_a_refund_without_an_amount_waits_for_a_human(app: Interlock) -> None:
-    result = await app.run("Please refund order 1012", actor=Actor(kind="customer",
-                                                                   customer_id=9))
-    assert result.status == "awaiting_approval"
-    assert result.pending_approval is not None
-    assert result.pending_approval["amount_cents"] == 3900  # everything paid, if staff agree
-    assert result.pending_approval["reason"].startswith("amount_not_stated")
+async def test_a_refund_without_an_amount_is_offered_and_paid_only_on_a_yes(
+        app: Interlock) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    offered = await app.run("Please refund order 1012", actor=customer)
+    assert offered.status == "completed"
+    [refund] = facts_of(offered, "refund")
+    assert refund["value"]["status"] == "proposed" and refund["value"]["amount_cents"] == 3900
+    assert 'I can refund $39.00 on order 1012' in offered.answer and '"yes"' in offered.answer
+    assert offered.pending_approval is None
     assert app.toolbox.payments_sim is not None
-    assert app.toolbox.payments_sim.all_refunds() == []
+    assert app.toolbox.payments_sim.all_refunds() == []  # an offer moves nothing
+    done = await app.run("Yes please", thread_id=offered.thread_id, actor=customer)
+    [paid] = [f for f in facts_of(done, "refund") if f["step_id"].startswith("t2.")]
+    assert paid["value"]["status"] == "executed" and paid["value"]["amount_cents"] == 3900
+    [gate] = [v for v in done.verdicts if v["guard"] == "approval" and v["turn"] == 2]
+    assert any(r.startswith("confirmed: ") for r in gate["reasons"])
+    assert [r["amount_cents"] for r in app.toolbox.payments_sim.all_refunds()] == [3900]
 
 
 async def test_a_forged_step_for_another_actor_is_refused(app: Interlock) -> None:
@@ -295,12 +303,19 @@ async def test_policy_refusal_cites_the_version_in_effect(app: Interlock) -> Non
     assert app.toolbox.payments_sim.all_refunds() == []
 
 
-async def test_refund_above_what_is_left_is_refused(app: Interlock) -> None:
+async def test_refund_above_what_is_left_is_refused_with_an_offer_of_what_is_left(
+        app: Interlock) -> None:
     # Order 1007 paid 74.00 and 20.00 was refunded before: 54.01 is more than is left.
     result = await app.run("Refund $54.01 on order 1007")
-    assert result.status == "refused"
-    assert "exceeds_paid" in [v for v in result.verdicts if v["guard"] == "approval"][0][
-        "reasons"][0]
+    assert result.status == "completed"
+    [refund] = facts_of(result, "refund")
+    assert refund["value"]["status"] == "proposed"
+    assert (refund["value"]["asked_cents"], refund["value"]["amount_cents"]) == (5401, 5400)
+    assert refund["value"]["reasons"][0].startswith("exceeds_paid")
+    assert "I can't refund $54.01 on order 1007" in result.answer
+    assert "I can refund $54.00 on order 1007" in result.answer
+    assert app.toolbox.payments_sim is not None
+    assert app.toolbox.payments_sim.all_refunds() == []
 
 
 async def test_carrier_outage_degrades_but_keeps_the_order_facts(settings: Settings) -> None:

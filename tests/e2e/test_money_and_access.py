@@ -202,7 +202,7 @@ async def test_a_context_cannot_stretch_a_requests_deadline(app: Interlock) -> N
 
 async def test_a_new_message_under_a_waiting_approval_puts_the_same_proposal_back(
         app: Interlock) -> None:
-    waiting = await app.run("Refund order 1027", actor=CUSTOMER_3)  # the full $24: a human
+    waiting = await app.run("Refund $60 on order 1001", actor=CUSTOMER_3)  # a human decides
     [shown] = (await app.state(waiting.thread_id)).interrupts
     # Around the API's own check, straight into the graph: LangGraph would drop the pending
     # approval for the new input; the intake guard refuses the input and asks again instead.
@@ -212,11 +212,11 @@ async def test_a_new_message_under_a_waiting_approval_puts_the_same_proposal_bac
         context=InterlockContext(actor=CUSTOMER_3), durability="sync")
     [again] = out.interrupts
     assert again.value["digest"] == shown.value["digest"]
-    assert (again.value["order_id"], again.value["amount_cents"]) == (1027, 2400)
+    assert (again.value["order_id"], again.value["amount_cents"]) == (1001, 6000)
     assert "not finished" in str(out.value["messages"][-1].content)
     done = await app.resume(waiting.thread_id, approve=True, digest=shown.value["digest"])
     assert done.status == "completed"
-    assert paid(app) == [(1027, 2400)]
+    assert paid(app) == [(1001, 6000)]
 
 
 def _as_left_by_the_previous_version(p: dict[str, Any]) -> dict[str, Any]:

@@ -43,15 +43,15 @@ async def test_a_new_request_never_replaces_the_proposal_under_review(
     c3, staff = client(server, "customer3"), client(server, "staff")
     before = len(refunds(server))
     thread = (await c3.threads.create())["thread_id"]
-    await c3.runs.wait(thread, "interlock", input=ask("Refund order 1027"))  # asks $24
+    await c3.runs.wait(thread, "interlock", input=ask("Refund $60 on order 1011"))  # a human
     [shown] = (await staff.threads.get_state(thread))["interrupts"]
-    assert (shown["value"]["order_id"], shown["value"]["amount_cents"]) == (1027, 2400)
-    # While staff review the $24 request, the customer asks for $126 on another order.
+    assert (shown["value"]["order_id"], shown["value"]["amount_cents"]) == (1011, 6000)
+    # While staff review the $60 request, the customer asks for $126 on another order.
     with pytest.raises(httpx.HTTPStatusError) as swapped:
-        await c3.runs.wait(thread, "interlock", input=ask("Refund $126 on order 1011"))
+        await c3.runs.wait(thread, "interlock", input=ask("Refund $126 on order 1001"))
     assert status_of(swapped) == 409 and "waits for a decision" in swapped.value.response.text
     # An answer that names no proposal, or another one, is refused with a clear error.
-    for answer in ({"approved": True, "note": "ok, $24 for 1027"},
+    for answer in ({"approved": True, "note": "ok, $60 for 1011"},
                    {"approved": True, "digest": "sha256:" + "0" * 64}):
         with pytest.raises(httpx.HTTPStatusError) as unbound:
             await staff.runs.wait(thread, "interlock", command={"resume": answer})
@@ -59,13 +59,13 @@ async def test_a_new_request_never_replaces_the_proposal_under_review(
     [still] = (await staff.threads.get_state(thread))["interrupts"]
     assert still["value"]["digest"] == shown["value"]["digest"]
     await staff.runs.wait(thread, "interlock", command={"resume": {
-        "approved": True, "note": "ok, $24 for 1027", "digest": shown["value"]["digest"]}})
-    assert made_since(server, before) == [(1027, 2400)]
+        "approved": True, "note": "ok, $60 for 1011", "digest": shown["value"]["digest"]}})
+    assert made_since(server, before) == [(1011, 6000)]
     with pytest.raises(httpx.HTTPStatusError) as twice:
         await staff.runs.wait(thread, "interlock", command={"resume": {
             "approved": True, "digest": shown["value"]["digest"]}})
     assert status_of(twice) == 409 and "nothing" in twice.value.response.text
-    assert made_since(server, before) == [(1027, 2400)]
+    assert made_since(server, before) == [(1011, 6000)]
 
 
 async def test_static_interrupts_from_a_customer_are_refused_and_harmless_from_staff(
@@ -362,3 +362,41 @@ async def test_a_run_its_client_hung_up_on_still_counts_as_in_flight(
             if answer.status_code != 429:
                 break
         assert answer.status_code == 200, answer.text
+
+
+async def test_a_conversation_over_the_server_remembers_without_opening_doors(
+        server: dict[str, Any]) -> None:
+    c9, c3, staff = (client(server, who) for who in ("customer9", "customer3", "staff"))
+    before = len(refunds(server))
+
+    async def say(who: Any, thread: str, text: str) -> str:
+        out = await who.runs.wait(thread, "interlock", input=ask(text))
+        return str(out["messages"][-1]["content"])
+
+    # Staff name customer 3's order in a thread of their own; customer 9's "it" never reaches it.
+    staff_thread = (await staff.threads.create())["thread_id"]
+    assert "Order 1001" in await say(staff, staff_thread, "Where is order 1001?")
+    thread = (await c9.threads.create())["thread_id"]
+    assert "order number" in await say(c9, thread, "Refund $10 on it")
+    assert "Order 1012 is delivered" in await say(c9, thread, "Where is my order 1012?")
+    assert "I can refund $39.00 on order 1012" in await say(c9, thread, "Can I get a refund on it?")
+    values = (await staff.threads.get_state(thread))["values"]  # staff see the thread's subject
+    assert [o["order_id"] for o in values["subject"]["orders"]] == [1012]
+    assert values["subject"]["offer"]["amount_cents"] == 3900
+    with pytest.raises(httpx.HTTPStatusError) as stranger:  # customer 3 cannot continue it
+        await c3.runs.wait(thread, "interlock", input=ask("yes"))
+    assert status_of(stranger) == 404
+    chunks = [chunk async for chunk in c9.runs.stream(thread, "interlock", input=ask("yes"),
+                                                      stream_mode="values")]
+    assert [c.event for c in chunks][-1] == "values"
+    state = await staff.threads.get_state(thread)
+    if state["interrupts"]:  # customer 9's earlier refunds in this module reach a limit
+        [shown] = state["interrupts"]
+        assert (shown["value"]["order_id"], shown["value"]["amount_cents"]) == (1012, 3900)
+        assert any(r.startswith("confirmed: ") for r in shown["value"]["reasons"])
+        assert made_since(server, before) == []
+        await staff.runs.wait(thread, "interlock", command={"resume": {
+            "approved": True, "digest": shown["value"]["digest"]}})
+        state = await staff.threads.get_state(thread)
+    assert "I refunded $39.00 on order 1012" in state["values"]["messages"][-1]["content"]
+    assert made_since(server, before) == [(1012, 3900)]
