@@ -1,10 +1,13 @@
-"""The `remember` node: at the end of every turn, what the thread is about now.
+"""Remembering: at the end of every turn, what the thread is about now.
 
-It owns the `subject` state key: the orders the request's actor named or was answered about
-(an order the store did not find is not remembered), the amounts they named (for the record
-only), and the offer the answer made, if one was made and shown ("I can refund $39.00 on
-order 1012"), standing for the next message and `offer_ttl_s` seconds. The planner and the
-plan guard read it on the next turn (`graphs.core.conversation`).
+It runs in the last answer stage's step (the output guard's, once the answer is settled; no
+superstep of its own) and is the only writer of the `subject` state key: the orders the
+request's actor named or was answered about (only those a fact of the turn showed to exist
+for them: one the store did not find, or whose lookup never ran, is not remembered), the
+amounts they named (for the record only), and the offer the answer made, if one was made and
+shown ("I can refund $39.00 on order 1012"), standing for the next message, in this thread
+only, for `offer_ttl_s` seconds. The planner and the plan guard read it on the next turn
+(`graphs.core.conversation`).
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ def _shown(fact: Fact, answer: str) -> bool:
 
 
 def make_remember(*, offer_ttl_s: float, side_effects: Collection[str]) -> Any:
-    """The node that writes the thread's subject after each turn's answer."""
+    """`remember(state, thread_id) -> {"subject": ...}`: the subject after the turn's answer."""
 
-    async def remember_node(state: InterlockState) -> dict[str, Any]:
+    async def remember_node(state: InterlockState, thread: str | None) -> dict[str, Any]:
         request = state.get("request")
         if not request or not request["text"]:  # refused at intake: nothing was asked
             subject = state.get("subject")
@@ -52,6 +55,7 @@ def make_remember(*, offer_ttl_s: float, side_effects: Collection[str]) -> Any:
         facts = state.get("facts", {})
         answered: dict[int, list[str]] = {}
         missing: set[int] = set()
+        seen: set[int] = set()  # orders a fact of this turn showed to exist for the viewer
         offers: list[Fact] = []
         answer = _answer(state)
         for step in plan["steps"] if plan else []:
@@ -66,6 +70,11 @@ def make_remember(*, offer_ttl_s: float, side_effects: Collection[str]) -> Any:
                 if (fact := facts.get(fid)) is None:
                     continue
                 kinds.append(fact["kind"])
+                found = fact["value"].get("found")
+                if found is False:
+                    missing.add(step["order_id"])
+                elif found is True or step["worker"] in side_effects:
+                    seen.add(step["order_id"])  # a side effect's fact: its worker found it
                 if step["worker"] in side_effects and fact["value"].get("status") == "proposed":
                     offers.append(fact)
         try:
@@ -84,9 +93,11 @@ def make_remember(*, offer_ttl_s: float, side_effects: Collection[str]) -> Any:
                             f"{money(v['amount_cents'], v.get('currency'))} on order "
                             f"{v['order_id']}"),
                 # When the worker made it (recorded, so a replay remembers the same offer).
-                by=by, turn=request["turn"], now=parse_iso(fact["as_of"]), ttl_s=offer_ttl_s)
+                by=by, turn=request["turn"], now=parse_iso(fact["as_of"]), ttl_s=offer_ttl_s,
+                thread=thread)
         subject = remember(state.get("subject"), turn=request["turn"], by=by,
-                           answered={o: k for o, k in answered.items() if o not in missing},
+                           answered={o: k for o, k in answered.items()
+                                     if o in seen and o not in missing},
                            named=said.order_ids, amounts=said.amounts_cents, offer=offer)
         return {"subject": subject}
 

@@ -108,7 +108,7 @@ def conversation_context(messages: Sequence[AnyMessage], subject: Subject | None
     lines: list[str] = []
     used = 0
     for message in reversed(list(messages)[:-1]):
-        who = "customer" if isinstance(message, HumanMessage) else "desk"
+        who = "user" if isinstance(message, HumanMessage) else "desk"
         said = " ".join(redact(_text(message)).split())
         line = f"{who}: {said[:_MESSAGE_CHARS]}{'…' if len(said) > _MESSAGE_CHARS else ''}"
         if used + len(line) > limit:

@@ -49,7 +49,7 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
         subject = state.get("subject")
         try:
             carried = resolve(text, subject, by=by, turn=turn,
-                              now=parse_iso(request["received_at"]))
+                              now=parse_iso(request["received_at"]), thread=thread_of(runtime))
         except InputError:
             carried = Resolution()  # the rules planner says what is wrong with the amount
         # A "yes" carries out exactly the offer that stands: nothing for a model to plan.

@@ -32,10 +32,10 @@ from tools.replay import replay_toolbox
 __all__ = ["fork", "normalize", "replay"]
 
 _VOLATILE = {"at", "as_of", "received_at", "deadline_at", "created_at", "decided_at",
-             "requested_at", "ms", "id"}
+             "requested_at", "made_at", "expires_at", "ms", "id"}
 _COMPARED = ("messages", "plan", "candidate_plan", "planner_fallback", "dispatched",
              "refreshed", "hops", "inbox", "results", "facts", "verdicts", "degraded",
-             "draft_answer", "status", "error")
+             "draft_answer", "status", "error", "subject")
 _NEW_TURN = {"__start__", "intake_guard"}
 
 

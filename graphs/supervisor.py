@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import NodeError
@@ -43,7 +43,7 @@ from guards.output import redact
 from guards.registry import DEFAULT_GUARDS
 from guards.stages import Check, GuardStage, StageDeps
 from tools.dependencies import Dependency
-from tools.spans import traced_guard
+from tools.spans import thread_of, traced_guard
 from tools.toolbox import Toolbox, build_toolbox
 
 __all__ = ["build_graph", "graph"]  # noqa: F822 (`graph` comes from `__getattr__`, on first use)
@@ -121,13 +121,22 @@ def _declared(workers: Sequence[WorkerSpec]) -> tuple[list[Any], list[Any]]:
             once("claim", [(c.name, c) for w in workers for c in w.claims]))
 
 
-def _stage_node(stage: GuardStage, check: Check, after: str) -> Any:
-    """A stage as a node: it runs the check, records its verdicts and routes on their action."""
+def _stage_node(stage: GuardStage, check: Check, after: str,
+                finish: Callable[[InterlockState, str | None], Awaitable[dict[str, Any]]]
+                | None = None) -> Any:
+    """A stage as a node: it runs the check, records its verdicts and routes on their action.
+
+    `finish` (the last answer stage's) runs on the state as the stage leaves it, in the same
+    step: the thread's subject is remembered once the answer is settled, at no extra superstep.
+    """
     wants_runtime = len(inspect.signature(check).parameters) > 1
 
     async def node(state: InterlockState, runtime: Runtime[InterlockContext]) -> Command[Any]:
         result = await (check(state, runtime) if wants_runtime else check(state))
         update = {**result.update, "verdicts": list(result.verdicts)}
+        if finish is not None:
+            update.update(await finish(cast(InterlockState, {**state, **update}),
+                                       thread_of(runtime)))
         if result.sends:
             return Command(goto=list(result.sends), update=update)
         action = result.action
@@ -185,13 +194,16 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
 
     builder = StateGraph(InterlockState, context_schema=InterlockContext,
                          input_schema=InputState)
-    ends = {"request": "planner", "plan": "supervisor", "answer": "remember"}
+    ends = {"request": "planner", "plan": "supervisor", "answer": END}
+    remember = make_remember(offer_ttl_s=settings.offer_ttl_s, side_effects=effects)
     for place, stages in places.items():
         for n, stage in enumerate(stages):
             after = stages[n + 1].node if n + 1 < len(stages) else ends[place]
             routes = {"request": (after, "responder", END, *effects),
                       "plan": (after, "supervisor", "responder"), "answer": (after,)}[place]
-            builder.add_node(stage.node, _stage_node(stage, stage.build(stage_deps), after),
+            last = place == "answer" and n == len(stages) - 1
+            builder.add_node(stage.node, _stage_node(stage, stage.build(stage_deps), after,
+                                                     remember if last else None),
                              metadata={"kind": "guard", "guard": stage.name},
                              destinations=tuple(dict.fromkeys(routes)))
     first_plan = places["plan"][0].node
@@ -223,10 +235,6 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     builder.add_conditional_edges("fact_guard", make_after_facts(settings, clock, produces),
                                   ["supervisor", "responder"])
     builder.add_edge("responder", places["answer"][0].node)
-    builder.add_node("remember", make_remember(offer_ttl_s=settings.offer_ttl_s,
-                                               side_effects=effects),
-                     metadata={"kind": "conversation"})
-    builder.add_edge("remember", END)
     return builder.compile(checkpointer=checkpointer, name="interlock")
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from langgraph.runtime import Runtime
 from pydantic import BaseModel, ValidationError
 
 from graphs.core.answers import plural
@@ -23,9 +24,17 @@ from graphs.core.conversation import Resolution, resolve
 from graphs.core.errors import InputError
 from graphs.core.freshness import scope_of
 from graphs.core.plans import compute_waves, find_cycle, mentions
-from graphs.core.state import ErrorInfo, InterlockState, Plan, PlanStep, Verdict
+from graphs.core.state import (
+    ErrorInfo,
+    InterlockContext,
+    InterlockState,
+    Plan,
+    PlanStep,
+    Verdict,
+)
 from guards.config import GuardSettings
 from guards.stages import Check, GuardStage, StageResult
+from tools.spans import thread_of
 
 __all__ = ["PLAN", "WorkerTraits", "make_plan_guard", "plan_problems"]
 
@@ -114,6 +123,11 @@ def plan_problems(plan: Plan, text: str, *, turn: int, settings: GuardSettings,
                             + (" (it could be any of "
                                + ", ".join(str(o) for o in carried.ambiguous) + ")"
                                if order_id in carried.ambiguous else ""))
+        if worker.side_effects and order_id is not None and order_id not in found.order_ids \
+                and order_id in carried.order_ids and len(carried.order_ids) > 1:
+            problems.append(f"ambiguous_order: {sid} ({worker.name}) would act on one of the "
+                            f"earlier orders {', '.join(str(o) for o in carried.order_ids)}; "
+                            f"a side effect needs its order named, or the only one that fits")
         if amount is not None and not worker.side_effects:
             problems.append(f"unexpected_amount: {sid} ({worker.name}) takes no amount")
         if amount is not None and amount not in found.amounts_cents and not _confirms(
@@ -170,7 +184,7 @@ def _carried_over(plan: Plan, text: str, carried: Resolution) -> tuple[dict[str,
     if carried.confirms is not None and any("confirms" in s for s in plan["steps"]):
         offer = carried.confirms
         reasons.append(f"confirms: the offer of turn {offer['turn']} ({offer['summary']}), "
-                       f"standing until {offer['expires_at'][:19]}Z")
+                       f"which still stands")
     return from_turn, reasons
 
 
@@ -191,13 +205,15 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
                     fallback: Callable[[str, int, Resolution | None], Plan]) -> Check:
     """The plan guard's check; `fallback(text, turn, carried)` is the rules planner."""
 
-    async def plan_guard(state: InterlockState) -> StageResult:
+    async def plan_guard(state: InterlockState, runtime: Runtime[InterlockContext]
+                         ) -> StageResult:
         request = state["request"]
         text, turn = request["text"], request["turn"]
         candidate = state.get("candidate_plan")
         try:
             carried = resolve(text, state.get("subject"), by=scope_of(request["actor"]),
-                              turn=turn, now=parse_iso(request["received_at"]))
+                              turn=turn, now=parse_iso(request["received_at"]),
+                              thread=thread_of(runtime))
         except InputError:
             carried = Resolution()
         verdicts: list[Verdict] = []

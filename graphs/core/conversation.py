@@ -54,26 +54,37 @@ _AFFIRM = frozenset({"yes", "yeah", "yep", "yup", "sure", "ok", "okay", "alright
                      "confirmed", "proceed", "agreed"})
 _FILLER = frozenset({"please", "thanks", "thank", "you", "thx", "great", "perfect", "fine",
                      "then", "just", "so", "and", "oh", "well", "right", "cheers"})
-_SEVERAL = re.compile(r"\b(?:both|them|those|these|all of them|each of them|either|"
-                      r"(?:my|the|those|these|both) (?:orders|ones))\b", re.IGNORECASE)
+# Several orders at once, said so plainly: "both", "all of my orders", "these two". A bare
+# "them" or "either" ("I asked them twice") is not a reference to orders.
+_SEVERAL = re.compile(r"\bboth\b|\ball (?:of )?(?:my|the|these|those) orders\b"
+                      r"|\b(?:these|those|the|my) (?:two|orders)\b|\beach of (?:them|my orders)\b",
+                      re.IGNORECASE)
+# What a confirmation may be written with: lower-case Latin letters, apostrophes, spaces,
+# commas, full stops and exclamation marks. A question mark, a digit or another script's word
+# ("yes?", "ok, не надо") is not a plain yes.
+_PLAIN = re.compile(r"^[a-z' ,.!]+$")
+# A yes that asks for something to happen, not a courtesy ("ok thanks").
+_CONSENT = re.compile(r"\b(?:yes|yeah|yep|yup|confirm(?:ed)?|proceed|agreed)\b"
+                      r"|\bgo ahead\b|\bgo for it\b|\bdo (?:it|that)\b|\bplease do\b")
 
 
 def is_confirmation(text: str) -> bool:
     """Whether the whole message confirms something ("yes", "go ahead", "do it").
 
-    Nothing but affirmations and courtesies: no number, no negation, no other ask.
+    A word of consent ("yes", "confirm", "go ahead", "do it"), and besides it nothing but
+    affirmations and courtesies: no number, no question, no negation, no other ask.
     """
-    if re.search(r"[\d$]", text) or len(text) > 80:
+    said = " ".join(text.casefold().split())
+    if len(said) > 80 or not _PLAIN.match(said):
         return False
-    said = " ".join(re.findall(r"[a-z']+", text.casefold()))
-    rest, phrases = _AFFIRM_PHRASES.subn(" ", said)
-    words = rest.split()
-    affirmed = phrases > 0 or any(w in _AFFIRM for w in words)
-    return affirmed and all(w in _AFFIRM or w in _FILLER for w in words)
+    rest = _AFFIRM_PHRASES.sub(" ", said)
+    words = re.findall(r"[a-z']+", rest)
+    # Consent, not a courtesy: "ok thanks" or "sure" after an offer is not a yes to it.
+    return bool(_CONSENT.search(said)) and all(w in _AFFIRM or w in _FILLER for w in words)
 
 
 def refers_to_several(text: str) -> bool:
-    """Whether the message refers back to several orders at once ("both", "them")."""
+    """Whether the message refers back to several orders at once ("both", "all my orders")."""
     return bool(_SEVERAL.search(text))
 
 
@@ -85,10 +96,14 @@ def candidates(subject: Subject | None, by: str) -> list[SubjectOrder]:
     return sorted(mine, key=lambda o: o["turn"], reverse=True)
 
 
-def offer_problem(offer: Offer | None, *, by: str, turn: int, now: datetime) -> str | None:
-    """Why `offer` cannot be confirmed by `by` in `turn` at `now` (None: it can)."""
+def offer_problem(offer: Offer | None, *, by: str, turn: int, now: datetime,
+                  thread: str | None = None) -> str | None:
+    """Why `offer` cannot be confirmed by `by` in `turn` at `now` in `thread` (None: it can)."""
     if offer is None or offer["by"] != by:
         return "nothing_to_confirm: there is no offer waiting for your confirmation"
+    if offer.get("thread") and thread and offer["thread"] != thread:
+        return (f"offer_elsewhere: the offer of turn {offer['turn']} ({offer['summary']}) was "
+                f"made in the conversation this one was copied or forked from")
     if offer["turn"] != turn - 1:
         return (f"offer_lapsed: the offer of turn {offer['turn']} ({offer['summary']}) held for "
                 f"the next message only")
@@ -114,8 +129,8 @@ class Resolution:
     """Why a confirmation cannot be taken (`offer_expired: ...`), if it is one."""
 
 
-def resolve(text: str, subject: Subject | None, *, by: str, turn: int,
-            now: datetime) -> Resolution:
+def resolve(text: str, subject: Subject | None, *, by: str, turn: int, now: datetime,
+            thread: str | None = None) -> Resolution:
     """What `text`, sent by `by` in `turn`, refers back to (an InputError for a bad amount).
 
     A message that names an order refers back to nothing. A confirmation refers to the open
@@ -124,7 +139,7 @@ def resolve(text: str, subject: Subject | None, *, by: str, turn: int,
     """
     if is_confirmation(text):
         offer = subject["offer"] if subject else None
-        if problem := offer_problem(offer, by=by, turn=turn, now=now):
+        if problem := offer_problem(offer, by=by, turn=turn, now=now, thread=thread):
             return Resolution(refusal=problem)
         assert offer is not None
         return Resolution(order_ids=(offer["order_id"],), confirms=offer,
@@ -134,18 +149,22 @@ def resolve(text: str, subject: Subject | None, *, by: str, turn: int,
     found = candidates(subject, by)
     if len(found) == 1 or (found and refers_to_several(text)):
         return Resolution(order_ids=tuple(o["order_id"] for o in found),
-                          from_turn={o["order_id"]: o["named_turn"] for o in found})
+                          from_turn={o["order_id"]: o.get("named_turn", o["turn"])
+                                     for o in found})
     return Resolution(ambiguous=tuple(o["order_id"] for o in found))
 
 
 def make_offer(*, step_id: str, worker: str, order_id: int, amount_cents: int, currency: str,
                policy_version: str | None, summary: str, by: str, turn: int, now: datetime,
-               ttl_s: float) -> Offer:
-    """An offer made now, for `ttl_s` seconds."""
-    return Offer(id=step_id, worker=worker, order_id=order_id, amount_cents=amount_cents,
-                 currency=currency, policy_version=policy_version, by=by, turn=turn,
-                 made_at=iso(now), expires_at=iso(now + timedelta(seconds=ttl_s)),
-                 summary=summary)
+               ttl_s: float, thread: str | None) -> Offer:
+    """An offer made now in `thread`, for `ttl_s` seconds."""
+    offer = Offer(id=step_id, worker=worker, order_id=order_id, amount_cents=amount_cents,
+                  currency=currency, policy_version=policy_version, by=by, turn=turn,
+                  made_at=iso(now), expires_at=iso(now + timedelta(seconds=ttl_s)),
+                  summary=summary)
+    if thread:
+        offer["thread"] = thread
+    return offer
 
 
 def remember(subject: Subject | None, *, turn: int, by: str,
@@ -161,9 +180,10 @@ def remember(subject: Subject | None, *, turn: int, by: str,
     for order_id, kinds in answered.items():
         was = known.pop((by, order_id), None)
         known[(by, order_id)] = SubjectOrder(
-            order_id=order_id, by=by, first_turn=was["first_turn"] if was else turn,
-            named_turn=turn if order_id in named or was is None else was["named_turn"],
-            turn=turn, said=sorted({*(was["said"] if was else []), *kinds}))
+            order_id=order_id, by=by, first_turn=was.get("first_turn", turn) if was else turn,
+            named_turn=turn if order_id in named or was is None
+            else was.get("named_turn", was["turn"]),
+            turn=turn, said=sorted({*(was.get("said", []) if was else []), *kinds}))
     orders = sorted(known.values(), key=lambda o: o["turn"])[-MAX_ORDERS:]
     said = list((subject or empty_subject())["amounts"])
     said += [new for a in amounts if (new := SubjectAmount(amount_cents=a, by=by, turn=turn))

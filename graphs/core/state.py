@@ -453,6 +453,8 @@ class Offer(TypedDict):
     """When it lapses."""
     summary: str
     """One line for a person ("Refund $39.00 on order 1012")."""
+    thread: NotRequired[str]
+    """The thread it was made in: a copy or fork of the thread cannot confirm it."""
 
 
 class Subject(TypedDict):
@@ -491,7 +493,7 @@ class InterlockState(TypedDict):
     """The current request, as the intake guard accepted it."""
     subject: NotRequired[Subject]
     """What the thread is about: the orders each actor named, with their turns, and the desk's
-    open offer (written at the end of every turn by the `remember` node)."""
+    open offer (written at the end of every turn, with the answer: `agents.conversation`)."""
     plan: NotRequired[Plan | None]
     """The current request's validated plan."""
     candidate_plan: NotRequired[Plan | None]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,7 +13,7 @@ import pytest
 from agents.registry import DEFAULT_WORKERS
 from graphs.core.clock import FakeClock, iso
 from graphs.core.state import STAFF, Actor
-from graphs.replay import fork
+from graphs.replay import fork, replay
 from graphs.runner import Interlock, RunResult, open_interlock
 from graphs.settings import Settings
 from tests.fakes import ScriptedChatModel
@@ -115,7 +114,8 @@ async def test_a_refund_needs_its_amount_in_the_turn_or_a_confirmed_offer(
 
 
 @pytest.mark.parametrize("answer", ["yes but only $10", "no thanks", "don't do it",
-                                    "yes, and cancel order 1014", "maybe later"])
+                                    "yes, and cancel order 1014", "maybe later", "ok?",
+                                    "yes please, thanks, не надо", "ok thanks"])
 async def test_anything_but_a_plain_yes_confirms_nothing(app: Interlock, answer: str) -> None:
     await talk(app, "n1", C9, "Where is order 1012?", "refund it please")
     [result] = await talk(app, "n1", C9, answer)
@@ -182,22 +182,37 @@ async def test_two_candidates_are_a_question_back_never_a_guess(app: Interlock) 
 
 
 async def test_it_never_reaches_an_order_another_actor_named(app: Interlock) -> None:
-    # Staff named customer 3's order in their own thread, and in customer 9's thread.
+    # Staff name customer 3's order in a thread of their own; in customer 9's thread they name
+    # customer 9's own 1014 (which customer 9 may see): neither becomes customer 9's "it".
     await talk(app, "staff-thread", STAFF, "Where is order 1001?")
     await talk(app, "c9", C9, "Hello")
-    [seen] = await talk(app, "c9", STAFF, "Where is order 1001?")
-    assert "couldn't find order 1001" in seen.answer  # staff see what customer 9 may see
+    [seen] = await talk(app, "c9", STAFF, "Where is order 1014?")
+    assert "Order 1014 is delivered" in seen.answer
     [probe] = await talk(app, "c9", C9, "Refund $10 on it")
     assert probe.status == "refused" and "order number" in probe.answer
     [status] = await talk(app, "c9", C9, "what is the status of that order?")
     assert "Which order do you mean?" in status.answer
-    assert not any(f["subject"] == "1001" and f["scope"] == "customer:9"
-                   and f["value"].get("found") for f in status.facts.values())
     assert refunds_made(app) == []
     subject = (await app.state("c9")).values["subject"]
-    assert subject["orders"] == []  # an order the store did not find is not remembered
+    assert [(o["order_id"], o["by"]) for o in subject["orders"]] == [(1014, "staff")]
+    [mine] = await talk(app, "c9", STAFF, "and when did it arrive?")  # staff's own "it"
+    assert steps(mine) == [("orders", 1014, None), ("shipping", 1014, None)]
+    [other] = await talk(app, "c9", STAFF, "Where is order 1001?")
+    assert "couldn't find order 1001" in other.answer  # staff see what customer 9 may see
+    subject = (await app.state("c9")).values["subject"]
+    assert [o["order_id"] for o in subject["orders"]] == [1014]  # not found: not remembered
     with pytest.raises(Exception, match="not found"):  # nor can customer 3 continue it
         await app.run("what is the status of it?", thread_id="c9", actor=C3)
+
+
+async def test_an_offer_is_never_confirmed_in_a_fork(app: Interlock) -> None:
+    await talk(app, "fk", C9, "Please refund order 1012")
+    offered = (await app.history("fk"))[-1]["step"]
+    await talk(app, "fk", C9, "no thanks, what is the status of it?")
+    _, answer = await fork(app, "fk", from_step=offered, message="yes")
+    assert answer is not None and "I can't take that as a yes" in answer.answer
+    assert "copied or forked" in answer.answer
+    assert refunds_made(app) == []
 
 
 async def test_a_fork_keeps_the_subject_only_up_to_the_fork(app: Interlock) -> None:
@@ -228,6 +243,12 @@ async def test_the_model_planner_sees_the_conversation_and_is_judged_by_the_same
         # the guess and the rules planner asks back.
         _draft(("policy", None, None, []), ("orders", 1012, None, []),
                ("refunds", 1012, 1000, ["s1", "s2"]), intents=["refund"]),
+        # "... asked them twice": not a reference to both orders; the guess is refused again.
+        _draft(("policy", None, None, []), ("orders", 1012, None, []),
+               ("refunds", 1012, 1000, ["s1", "s2"]), intents=["refund"]),
+        # "on both": both orders fit, but a refund takes one order, named.
+        _draft(("policy", None, None, []), ("orders", 1012, None, []),
+               ("refunds", 1012, 1000, ["s1", "s2"]), intents=["refund"]),
         # "refund it" naming no amount: the model carries $10 over; refused, rules stand in.
         _draft(("policy", None, None, []), ("orders", 1014, None, []),
                ("refunds", 1014, 1000, ["s1", "s2"]), intents=["refund"]),
@@ -241,8 +262,15 @@ async def test_the_model_planner_sees_the_conversation_and_is_judged_by_the_same
         [refused] = [v for v in of_turn(guess, "plan", 3) if not v["passed"]]
         assert refused["reasons"][0].startswith("unmentioned_order: 1012")
         assert "Which order do you mean" in guess.answer
+        [loose] = await talk(app, "m1", C9, "Refund $10 on it, I already asked them twice")
+        [refused] = [v for v in of_turn(loose, "plan", 4) if not v["passed"]]
+        assert refused["reasons"][0].startswith("unmentioned_order: 1012")
+        [both] = await talk(app, "m1", C9, "Refund $10 on both")
+        refusals = [r for v in of_turn(both, "plan", 5) if not v["passed"] for r in v["reasons"]]
+        assert any(r.startswith("ambiguous_order: t5.s3") for r in refusals)
+        assert "exactly one order number" in both.answer
         [carried] = await talk(app, "m1", C9, "About order 1014: refund it")
-        [bad] = [v for v in of_turn(carried, "plan", 4) if not v["passed"]]
+        [bad] = [v for v in of_turn(carried, "plan", 6) if not v["passed"]]
         assert bad["reasons"][0].startswith("unmentioned_amount: 1000 cents")
         assert carried.plan is not None and carried.plan["source"] == "rules"
         assert "I can refund" in carried.answer
@@ -257,14 +285,24 @@ async def test_the_model_planner_sees_the_conversation_and_is_judged_by_the_same
 
 
 async def test_a_long_conversation_is_bounded_for_the_model(settings: Settings) -> None:
-    long = "Where is order 1012? " + "Details follow. " * 25
     script = [_draft(("orders", 1012, None, []), intents=["order_status"])] * 30
     model = ScriptedChatModel(script)
     toolbox = build_toolbox(replace(settings, model="openai:scripted"), chat_model=model)
     async with open_interlock(toolbox=toolbox) as app:
-        await talk(app, "b1", C9, *[long] * 20)
+        await talk(app, "b1", C9, *[f"Where is order 1012? note {n:02} " + "Details. " * 40
+                                    for n in range(20)])
     [context] = [str(m.content) for m in model.calls[-1]
                  if str(m.content).startswith("Conversation so far")]
-    assert 1500 < len(context) < 2600
-    assert context.count("customer:") <= 10 and "…" in context
-    assert json.dumps(context)  # plain text
+    assert len(context) < 2600
+    assert "note 18" in context and "note 00" not in context  # the newest kept, in full order
+    assert context.index("note 17") < context.index("note 18")
+    assert "note 19" not in context  # the request itself is sent apart
+    assert "…" in context  # a long message is cut
+
+
+async def test_a_conversation_with_an_offer_and_a_yes_replays_exactly(app: Interlock) -> None:
+    await talk(app, "rp1", C9, "Where is my order 1012?", "Can I get a refund on it?", "yes")
+    assert refunds_made(app) == [(1012, 3900)]
+    report = await replay(app, "rp1")
+    assert report["reproduced"], report.get("first_difference")
+    assert refunds_made(app) == [(1012, 3900)]  # a replay calls no dependency
