@@ -151,7 +151,9 @@ def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = (),
         return Plan(source="rules", intents=["confirm"], steps=[], waves=[],
                     asks=[_cannot_confirm(carried.refusal)])
     found = mentions(text)
-    refund = bool(_REFUND.search(text)) and not _NOT_A_REFUND.search(text)
+    # An amount in answer to the desk's standing offer ("just $5, please") asks for it.
+    answers_offer = carried.open_offer is not None and bool(found.amounts_cents)
+    refund = (bool(_REFUND.search(text)) or answers_offer) and not _NOT_A_REFUND.search(text)
     policy_asked = bool(_POLICY.search(text))
     track = bool(_TRACK.search(text))
     needs_order = refund or track or bool(_ORDER.search(text))

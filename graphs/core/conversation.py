@@ -127,6 +127,9 @@ class Resolution:
     """The offer the message confirms, if it confirms one that stands."""
     refusal: str | None = None
     """Why a confirmation cannot be taken (`offer_expired: ...`), if it is one."""
+    open_offer: Offer | None = None
+    """The offer that stands for this message, when it is not a confirmation of it (an amount
+    in answer to it, "just $5", asks for that amount on the offer's order instead)."""
 
 
 def resolve(text: str, subject: Subject | None, *, by: str, turn: int, now: datetime,
@@ -134,8 +137,9 @@ def resolve(text: str, subject: Subject | None, *, by: str, turn: int, now: date
     """What `text`, sent by `by` in `turn`, refers back to (an InputError for a bad amount).
 
     A message that names an order refers back to nothing. A confirmation refers to the open
-    offer (if it still stands). Otherwise the orders `by` named earlier are candidates: one
-    is what the message is about; several are a question back, unless it says "both"/"them".
+    offer (if it still stands), and an amount in answer to it asks for that amount on its
+    order. Otherwise the orders `by` named earlier are candidates: one is what the message is
+    about; several are a question back, unless it says "both" or "all my orders".
     """
     if is_confirmation(text):
         offer = subject["offer"] if subject else None
@@ -144,8 +148,15 @@ def resolve(text: str, subject: Subject | None, *, by: str, turn: int, now: date
         assert offer is not None
         return Resolution(order_ids=(offer["order_id"],), confirms=offer,
                           from_turn={offer["order_id"]: offer["turn"]})
-    if mentions(text).order_ids:
-        return Resolution()
+    offer = subject["offer"] if subject else None
+    standing = offer if offer_problem(offer, by=by, turn=turn, now=now,
+                                      thread=thread) is None else None
+    said = mentions(text)
+    if said.order_ids:
+        return Resolution(open_offer=standing)
+    if standing is not None and said.amounts_cents:  # "just $5, please": on the offer's order
+        return Resolution(order_ids=(standing["order_id"],), open_offer=standing,
+                          from_turn={standing["order_id"]: standing["turn"]})
     found = candidates(subject, by)
     if len(found) == 1 or (found and refers_to_several(text)):
         return Resolution(order_ids=tuple(o["order_id"] for o in found),

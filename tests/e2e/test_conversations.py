@@ -113,7 +113,7 @@ async def test_a_refund_needs_its_amount_in_the_turn_or_a_confirmed_offer(
     assert refunds_made(app) == [(1012, 500), (1012, 3400)]
 
 
-@pytest.mark.parametrize("answer", ["yes but only $10", "no thanks", "don't do it",
+@pytest.mark.parametrize("answer", ["no thanks", "don't do it",
                                     "yes, and cancel order 1014", "maybe later", "ok?",
                                     "yes please, thanks, не надо", "ok thanks"])
 async def test_anything_but_a_plain_yes_confirms_nothing(app: Interlock, answer: str) -> None:
@@ -306,3 +306,18 @@ async def test_a_conversation_with_an_offer_and_a_yes_replays_exactly(app: Inter
     report = await replay(app, "rp1")
     assert report["reproduced"], report.get("first_difference")
     assert refunds_made(app) == [(1012, 3900)]  # a replay calls no dependency
+
+
+async def test_an_amount_in_answer_to_an_offer_asks_for_that_amount(app: Interlock) -> None:
+    await talk(app, "am1", C9, "Where is my order 1012?", "Can I return it?")
+    [smaller] = await talk(app, "am1", C9, "no, just $5 please")
+    assert "I refunded $5.00 on order 1012" in smaller.answer
+    [plan] = of_turn(smaller, "plan", 3)
+    assert plan["from_turn"] == {"1012": 2}
+    assert not any(r.startswith("confirms:") for r in plan["reasons"])  # not the offer's $39
+    [later] = await talk(app, "am1", C9, "$20 then")  # no offer stands now: nothing moves
+    assert later.status == "refused"
+    await talk(app, "am1", C9, "Can I return it?")
+    [but] = await talk(app, "am1", C9, "yes but only $10")  # not a yes to $34: a $10 ask
+    assert "I refunded $10.00 on order 1012" in but.answer
+    assert refunds_made(app) == [(1012, 500), (1012, 1000)]
