@@ -38,6 +38,8 @@ def _answer(state: InterlockState) -> str:
 def _shown(fact: Fact, answer: str) -> bool:
     """Whether the answer the requester got shows the offer (its amount and order)."""
     v = fact["value"]
+    if not isinstance(v.get("order_id"), int) or not isinstance(v.get("amount_cents"), int):
+        return False
     return str(v["order_id"]) in answer and money(v["amount_cents"], v.get("currency")) in answer
 
 

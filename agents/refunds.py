@@ -311,6 +311,7 @@ def _offer_or_stale(step: PlanStep, proposal: Proposal, left: int, now: datetime
                     ) -> Fact | None:
     """What a step settles without the approval gate (None: it goes to the gate).
 
+    - an amount in answer to an offer (`offer_only`): that amount is offered instead;
     - a "yes" to an offer made under another policy version: refused, the offer is void;
     - no amount named: nothing is paid; the desk offers what is left, if the policy allows
       a refund at all (a following "yes" confirms exactly that);
@@ -318,6 +319,20 @@ def _offer_or_stale(step: PlanStep, proposal: Proposal, left: int, now: datetime
     """
     order_id = proposal["details"]["order_id"]
     currency, version = proposal["currency"], proposal["policy_version"]
+    asked = step["amount_cents"]
+    if step.get("offer_only"):  # an amount in answer to an offer: offered, never paid here
+        amount = min(asked, left) if asked is not None else left
+        if problems := policy_reasons(Proposal(**{**proposal, "impact_cents": amount})):
+            return _refund_fact(step, now, order_id=order_id, status="refused",
+                               amount_cents=amount, currency=currency, policy_version=version,
+                               left_cents=left, reasons=problems)
+        return _refund_fact(step, now, order_id=order_id, status="proposed",
+                           amount_cents=amount, currency=currency, policy_version=version,
+                           asked_cents=asked if asked != amount else None, left_cents=left,
+                           summary=f"Refund {money(amount, currency)} on order {order_id}",
+                           reasons=[f"counter_offer: {money(amount, currency)} is offered in "
+                                    f"place of the earlier offer; nothing was refunded, for "
+                                    f"the requester to confirm"])
     confirms = step.get("confirms")
     if confirms is not None:
         if confirms["policy_version"] == version:
@@ -329,7 +344,6 @@ def _offer_or_stale(step: PlanStep, proposal: Proposal, left: int, now: datetime
                                f"refund policy {confirms['policy_version']}, and policy "
                                f"{version} is in effect now; that offer no longer stands, so "
                                f"ask again"])
-    asked = step["amount_cents"]
     problems = policy_reasons(Proposal(**{**proposal, "impact_cents": asked or left}))
     over = bool(problems) and all(p.startswith("exceeds_paid") for p in problems)
     if (asked is None and not problems) or (asked is not None and over and left > 0):
@@ -569,8 +583,10 @@ def describe(fact: Fact, context: AnswerContext) -> str | None:
         asked = v.get("asked_cents")
         first = (f"I can't refund {money(asked, v.get('currency'))} on order {order}: only "
                  f"{amount} is left of what was paid. " if asked else "")
-        return (f"{first}I can refund {amount} on order {order} (what is left of what was "
-                f"paid). Reply \"yes\" to go ahead, or ask for a smaller amount.")
+        whole = v.get("amount_cents") == v.get("left_cents")
+        what = " (what is left of what was paid)" if whole else ""
+        return (f"{first}I can refund {amount} on order {order}{what}. Reply \"yes\" to go "
+                f"ahead, or ask for a smaller amount.")
     if status == "pending":
         return (f"The refund of {amount} on order {order} is pending: the payments service has "
                 f"not confirmed it yet. Retrying it can never pay twice.")

@@ -114,6 +114,15 @@ def _cannot_confirm(refusal: str) -> str:
             f"check it once more.")
 
 
+def _counter_plan(offer: Offer, amount: int, turn: int, workers: Sequence[WorkerSpec]) -> Plan:
+    """Offer `amount` instead of what `offer` offered: the same worker, proposing only."""
+    plan = _confirmation_plan(Offer(**{**offer, "amount_cents": amount}), turn, workers)
+    for step in plan["steps"]:
+        if step.pop("confirms", None) is not None:
+            step["offer_only"] = True
+    return plan
+
+
 def _confirmation_plan(offer: Offer, turn: int, workers: Sequence[WorkerSpec]) -> Plan:
     """Carry out a confirmed offer: its worker's step, after the steps it needs facts from."""
     ctx = RuleContext(text="", turn=turn, found=Mentions([offer["order_id"]], []))
@@ -151,9 +160,10 @@ def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = (),
         return Plan(source="rules", intents=["confirm"], steps=[], waves=[],
                     asks=[_cannot_confirm(carried.refusal)])
     found = mentions(text)
-    # An amount in answer to the desk's standing offer ("just $5, please") asks for it.
-    answers_offer = carried.open_offer is not None and bool(found.amounts_cents)
-    refund = (bool(_REFUND.search(text)) or answers_offer) and not _NOT_A_REFUND.search(text)
+    if carried.open_offer is not None and len(found.amounts_cents) == 1:
+        # An amount in answer to the desk's offer ("no, just $5 please"): offered in its turn.
+        return _counter_plan(carried.open_offer, found.amounts_cents[0], turn, workers)
+    refund = bool(_REFUND.search(text)) and not _NOT_A_REFUND.search(text)
     policy_asked = bool(_POLICY.search(text))
     track = bool(_TRACK.search(text))
     needs_order = refund or track or bool(_ORDER.search(text))

@@ -135,8 +135,14 @@ def _stage_node(stage: GuardStage, check: Check, after: str,
         result = await (check(state, runtime) if wants_runtime else check(state))
         update = {**result.update, "verdicts": list(result.verdicts)}
         if finish is not None:
-            update.update(await finish(cast(InterlockState, {**state, **update}),
-                                       thread_of(runtime)))
+            try:
+                update.update(await finish(cast(InterlockState, {**state, **update}),
+                                           thread_of(runtime)))
+            except Exception:  # the answer stands; the subject stays as it was (and says so)
+                _log.exception("remembering the subject of thread %s failed",
+                               thread_of(runtime))
+                if state.get("subject"):
+                    update["subject"] = {**state["subject"], "offer": None}
         if result.sends:
             return Command(goto=list(result.sends), update=update)
         action = result.action

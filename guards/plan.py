@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ValidationError
@@ -179,8 +179,14 @@ def _carried_over(plan: Plan, text: str, carried: Resolution) -> tuple[dict[str,
     used = {s["order_id"] for s in plan["steps"] if s["order_id"] is not None
             and s["order_id"] not in named and s["order_id"] in carried.from_turn}
     from_turn = {str(o): carried.from_turn[o] for o in sorted(used)}
-    how = "offered in" if carried.confirms is not None else "named by the same actor in"
+    how = ("offered in" if carried.confirms is not None or carried.open_offer is not None
+           else "named by the same actor in")
     reasons = [f"from_turn: order {o} was {how} turn {t}" for o, t in from_turn.items()]
+    if carried.open_offer is not None:
+        offer = carried.open_offer
+        reasons.append(f"answers_offer: the request answers the offer of turn {offer['turn']} "
+                       f"({offer['summary']}) with an amount of its own; that amount is "
+                       f"offered, and nothing moves until a yes")
     if carried.confirms is not None and any("confirms" in s for s in plan["steps"]):
         offer = carried.confirms
         reasons.append(f"confirms: the offer of turn {offer['turn']} ({offer['summary']}), "
@@ -189,14 +195,26 @@ def _carried_over(plan: Plan, text: str, carried: Resolution) -> tuple[dict[str,
 
 
 def _with_confirmations(steps: list[PlanStep], workers: Mapping[str, WorkerTraits],
-                        carried: Resolution) -> list[PlanStep]:
-    """The steps, each that carries out the confirmed offer marked with it (as it stands)."""
+                        carried: Resolution, text: str) -> list[PlanStep]:
+    """The steps as the guard lets them run.
+
+    A step that carries out the confirmed offer is marked with it (as it stands); a side
+    effect on an order the request only reached by answering an offer with an amount, or
+    that the planner marked so, only proposes (`offer_only`), whoever planned it.
+    """
+    named = set(mentions(text).order_ids)
     marked: list[PlanStep] = []
     for step in steps:
         worker = workers.get(step["worker"])
-        if worker is not None and carried.confirms is not None and _confirms(
+        cautious = bool(step.get("offer_only"))  # a planner may always ask for less
+        step = cast(PlanStep, {k: v for k, v in step.items()
+                               if k not in ("confirms", "offer_only")})
+        if worker is not None and worker.side_effects and (cautious or (
+                carried.open_offer is not None and step["order_id"] not in named)):
+            step["offer_only"] = True
+        elif worker is not None and carried.confirms is not None and _confirms(
                 step, worker, carried):
-            step = PlanStep(**{**step, "confirms": carried.confirms})
+            step["confirms"] = carried.confirms
         marked.append(step)
     return marked
 
@@ -267,7 +285,7 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
                 "plan": None, "status": "refused",
                 "error": ErrorInfo(code="refused", message=message)})
         checked = Plan(source=plan["source"], intents=plan["intents"],
-                       steps=_with_confirmations(plan["steps"], workers, carried),
+                       steps=_with_confirmations(plan["steps"], workers, carried, text),
                        waves=compute_waves(plan["steps"]))
         if plan.get("asks"):
             checked["asks"] = list(plan.get("asks") or [])

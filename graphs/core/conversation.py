@@ -29,6 +29,7 @@ __all__ = [
     "candidates",
     "empty_subject",
     "is_confirmation",
+    "is_counter_offer",
     "make_offer",
     "offer_problem",
     "refers_to_several",
@@ -83,6 +84,26 @@ def is_confirmation(text: str) -> bool:
     return bool(_CONSENT.search(said)) and all(w in _AFFIRM or w in _FILLER for w in words)
 
 
+_AMOUNT = re.compile(r"(?:\$|\busd\s)\s*[\d.,]+|\b[\d][\d.,]*\s*(?:usd|dollars?|bucks)\b",
+                     re.IGNORECASE)
+_COUNTER_WORDS = frozenset({
+    "no", "nope", "just", "only", "please", "then", "instead", "make", "it", "how", "about",
+    "yes", "yeah", "but", "ok", "okay", "thanks", "thank", "you", "rather", "actually", "maybe",
+    "can", "could", "do", "i'd", "i", "would", "like", "want", "prefer", "refund", "me", "that",
+    "a", "the", "let's", "say", "go", "with", "sure", "fine", "well", "hmm", "um", "so"})
+
+
+def is_counter_offer(text: str) -> bool:
+    """Whether the message only names an amount in place of an offer's ("no, just $5 please").
+
+    "I paid $39 for it" or "what is $5 in euros?" say something else: they are not.
+    """
+    rest = _AMOUNT.sub(" ", " ".join(text.casefold().split()))
+    if len(rest) > 80 or not re.fullmatch(r"[a-z' ,.!?]*", rest):
+        return False
+    return all(w in _COUNTER_WORDS for w in re.findall(r"[a-z']+", rest))
+
+
 def refers_to_several(text: str) -> bool:
     """Whether the message refers back to several orders at once ("both", "all my orders")."""
     return bool(_SEVERAL.search(text))
@@ -92,7 +113,7 @@ def candidates(subject: Subject | None, by: str) -> list[SubjectOrder]:
     """The orders `by` named in the thread, most recent first (nobody else's)."""
     if not subject:
         return []
-    mine = [o for o in subject["orders"] if o["by"] == by]
+    mine = [o for o in subject.get("orders", []) if o.get("by") == by]
     return sorted(mine, key=lambda o: o["turn"], reverse=True)
 
 
@@ -128,8 +149,8 @@ class Resolution:
     refusal: str | None = None
     """Why a confirmation cannot be taken (`offer_expired: ...`), if it is one."""
     open_offer: Offer | None = None
-    """The offer that stands for this message, when it is not a confirmation of it (an amount
-    in answer to it, "just $5", asks for that amount on the offer's order instead)."""
+    """The standing offer the message answers with an amount of its own ("no, just $5
+    please"): a refund of that amount on the offer's order (see `is_counter_offer`)."""
 
 
 def resolve(text: str, subject: Subject | None, *, by: str, turn: int, now: datetime,
@@ -142,19 +163,19 @@ def resolve(text: str, subject: Subject | None, *, by: str, turn: int, now: date
     about; several are a question back, unless it says "both" or "all my orders".
     """
     if is_confirmation(text):
-        offer = subject["offer"] if subject else None
+        offer = subject.get("offer") if subject else None
         if problem := offer_problem(offer, by=by, turn=turn, now=now, thread=thread):
             return Resolution(refusal=problem)
         assert offer is not None
         return Resolution(order_ids=(offer["order_id"],), confirms=offer,
                           from_turn={offer["order_id"]: offer["turn"]})
-    offer = subject["offer"] if subject else None
+    offer = subject.get("offer") if subject else None
     standing = offer if offer_problem(offer, by=by, turn=turn, now=now,
                                       thread=thread) is None else None
     said = mentions(text)
     if said.order_ids:
-        return Resolution(open_offer=standing)
-    if standing is not None and said.amounts_cents:  # "just $5, please": on the offer's order
+        return Resolution()
+    if standing is not None and len(said.amounts_cents) == 1 and is_counter_offer(text):
         return Resolution(order_ids=(standing["order_id"],), open_offer=standing,
                           from_turn={standing["order_id"]: standing["turn"]})
     found = candidates(subject, by)
@@ -187,7 +208,7 @@ def remember(subject: Subject | None, *, turn: int, by: str,
     kinds its answer carried; `named` are those the request named by number. An offer lasts
     one turn: the next one replaces or drops it.
     """
-    known = {(o["by"], o["order_id"]): o for o in (subject or empty_subject())["orders"]}
+    known = {(o["by"], o["order_id"]): o for o in (subject or empty_subject()).get("orders", [])}
     for order_id, kinds in answered.items():
         was = known.pop((by, order_id), None)
         known[(by, order_id)] = SubjectOrder(
@@ -196,7 +217,7 @@ def remember(subject: Subject | None, *, turn: int, by: str,
             else was.get("named_turn", was["turn"]),
             turn=turn, said=sorted({*(was.get("said", []) if was else []), *kinds}))
     orders = sorted(known.values(), key=lambda o: o["turn"])[-MAX_ORDERS:]
-    said = list((subject or empty_subject())["amounts"])
+    said = list((subject or empty_subject()).get("amounts", []))
     said += [new for a in amounts if (new := SubjectAmount(amount_cents=a, by=by, turn=turn))
              not in said]  # a turn remembered again (a resumed run) adds nothing twice
     return Subject(orders=orders, amounts=said[-MAX_ORDERS:], offer=offer, turn=turn)

@@ -115,6 +115,10 @@ class PlanStep(TypedDict):
     """Ids of steps that must finish first; steps with no pending dependency run in parallel."""
     args: NotRequired[dict[str, Any]]
     """Arguments of the step's worker besides the order and amount (its `WorkerSpec.args`)."""
+    offer_only: NotRequired[bool]
+    """Propose, do not act: the request answered the desk's offer with an amount of its own
+    ("no, just $5 please"), so the desk offers that amount, and only a following "yes" carries
+    it out (the plan guard sets it; nothing moves on this step)."""
     confirms: NotRequired[Offer]
     """The offer this step carries out, as the plan guard found it standing (a "yes" to "I can
     refund $39.00 on order 1012"): its amount is the offer's, not one the request named."""

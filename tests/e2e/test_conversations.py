@@ -308,16 +308,41 @@ async def test_a_conversation_with_an_offer_and_a_yes_replays_exactly(app: Inter
     assert refunds_made(app) == [(1012, 3900)]  # a replay calls no dependency
 
 
-async def test_an_amount_in_answer_to_an_offer_asks_for_that_amount(app: Interlock) -> None:
+async def test_an_amount_in_answer_to_an_offer_is_offered_and_paid_only_on_a_yes(
+        app: Interlock) -> None:
     await talk(app, "am1", C9, "Where is my order 1012?", "Can I return it?")
     [smaller] = await talk(app, "am1", C9, "no, just $5 please")
-    assert "I refunded $5.00 on order 1012" in smaller.answer
+    assert "I can refund $5.00 on order 1012" in smaller.answer
     [plan] = of_turn(smaller, "plan", 3)
     assert plan["from_turn"] == {"1012": 2}
-    assert not any(r.startswith("confirms:") for r in plan["reasons"])  # not the offer's $39
-    [later] = await talk(app, "am1", C9, "$20 then")  # no offer stands now: nothing moves
-    assert later.status == "refused"
-    await talk(app, "am1", C9, "Can I return it?")
-    [but] = await talk(app, "am1", C9, "yes but only $10")  # not a yes to $34: a $10 ask
-    assert "I refunded $10.00 on order 1012" in but.answer
-    assert refunds_made(app) == [(1012, 500), (1012, 1000)]
+    assert any(r.startswith("answers_offer: ") for r in plan["reasons"])
+    assert refunds_made(app) == []  # an amount in answer to an offer moves nothing
+    [yes] = await talk(app, "am1", C9, "yes")
+    assert "I refunded $5.00 on order 1012" in yes.answer
+    assert refunds_made(app) == [(1012, 500)]
+    [later] = await talk(app, "am1", C9, "$20 then")  # no offer stands now
+    assert later.status == "refused" and refunds_made(app) == [(1012, 500)]
+
+
+@pytest.mark.parametrize("said", [
+    "I paid $39 for it", "is $39 the total?", "Is the $39 including tax?",
+    "what is $5 in euros?", "no, I don't want $5", "only $5?! that's insulting", "$5?",
+    "maybe $5?", "no $5", "I paid $20 for order 1014, right?", "Was order 1014 $279?",
+    "yes but only $10"])
+async def test_an_amount_while_an_offer_stands_never_moves_money_by_itself(
+        app: Interlock, said: str) -> None:
+    await talk(app, "am2", C9, "Where is my order 1014?", "Where is my order 1012?",
+               "Can I return order 1012?")
+    [result] = await talk(app, "am2", C9, said)
+    assert refunds_made(app) == [], result.answer
+    assert result.pending_approval is None
+    assert "I refunded" not in result.answer
+
+
+async def test_both_after_an_offer_is_not_taken_as_the_offers_order(app: Interlock) -> None:
+    await talk(app, "am3", C9, "Where are my orders 1012 and 1014?", "Can I return order 1012?")
+    for said in ("refund $5 on both please", "no, refund $5 on the other order instead"):
+        [result] = await talk(app, "am3", C9, said)
+        assert "I refunded" not in result.answer and "I can refund $5.00" not in result.answer
+        await talk(app, "am3", C9, "Can I return order 1012?")
+    assert refunds_made(app) == []

@@ -15,6 +15,7 @@ from graphs.core.conversation import (
     Resolution,
     empty_subject,
     is_confirmation,
+    is_counter_offer,
     make_offer,
     remember,
     resolve,
@@ -204,3 +205,18 @@ async def test_only_orders_a_fact_showed_to_exist_are_remembered(
     remember_turn = make_remember(offer_ttl_s=600, side_effects=("refunds",))
     written = await remember_turn(_state(status, value), "th-1")
     assert [o["order_id"] for o in written["subject"]["orders"]] == ([1001] if kept else [])
+
+
+@pytest.mark.parametrize(("text", "counter"), [
+    ("no, just $5 please", True), ("yes but only $10", True), ("$20 then", True),
+    ("How about $10?", True), ("make it $10", True),
+    ("I paid $39 for it", False), ("what is $5 in euros?", False),
+    ("I want $10 back and cancel 1014", False), ("it cost me $39, the lamp broke", False),
+])
+def test_only_an_amount_in_place_of_the_offers_answers_it(text: str, counter: bool) -> None:
+    assert is_counter_offer(text) is counter
+    subject = subject_of((1012, "customer:9", 1), offer_turn=2)
+    carried = resolve(text, subject, by="customer:9", turn=3, now=NOW, thread="th-1")
+    assert (carried.open_offer is not None) is counter
+    elsewhere = resolve(text, subject, by="customer:9", turn=3, now=NOW, thread="other")
+    assert elsewhere.open_offer is None  # an offer stands in its own thread only
