@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     shape.add_argument("--mermaid", action="store_true", help="print Mermaid text (default)")
     shape.add_argument("--html", type=Path, metavar="FILE", help="write an SVG page")
 
+    assess = commands.add_parser("assess", help="a readiness scorecard of any LangGraph graph "
+                                               "(static checks; offline)")
+    assess.add_argument("target", help="path/to/file.py:attr, package.module:attr, or a "
+                                       "langgraph.json (every graph in it)")
+    assess.add_argument("--json", action="store_true", help="print the scorecard as one object")
+
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
 
     chaos = commands.add_parser("chaos", help="inject a failure; compare governed and naive")
@@ -286,6 +292,12 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "assess":
+        from graphs.assess import assess
+
+        card = assess(args.target)
+        print(json.dumps(card.to_json(), ensure_ascii=False) if args.json else card.to_text())
+        return 0
     if args.command == "demo":
         from graphs.demo import play
 
