@@ -120,7 +120,7 @@ def _counter_plan(offer: Offer, amount: int, turn: int, workers: Sequence[Worker
     for step in plan["steps"]:
         if step.pop("confirms", None) is not None:
             step["offer_only"] = True
-    return plan
+    return Plan(**{**plan, "intents": ["counter_offer"]})
 
 
 def _confirmation_plan(offer: Offer, turn: int, workers: Sequence[WorkerSpec]) -> Plan:

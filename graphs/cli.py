@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
                                                "(static checks; offline)")
     assess.add_argument("target", help="path/to/file.py:attr, package.module:attr, or a "
                                        "langgraph.json (every graph in it)")
+    assess.add_argument("--input", type=Path, metavar="FILE",
+                        help="the probes' request(s): a JSON object, or a list of them")
     assess.add_argument("--json", action="store_true", help="print the scorecard as one object")
 
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
@@ -295,7 +297,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "assess":
         from graphs.assess import assess
 
-        card = assess(args.target)
+        inputs = None
+        if args.input is not None:
+            try:
+                given = json.loads(args.input.read_text())
+            except (OSError, ValueError) as exc:
+                raise InputError(f"Cannot read {args.input}: {exc}.", field="input") from None
+            inputs = given if isinstance(given, list) else [given]
+        card = await assess(args.target, inputs=inputs)
         print(json.dumps(card.to_json(), ensure_ascii=False) if args.json else card.to_text())
         return 0
     if args.command == "demo":

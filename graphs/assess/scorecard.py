@@ -76,7 +76,7 @@ class Scorecard:
     graphs: Sequence[GraphReport]
     """One report per graph."""
     checks_run: Sequence[str] = ("static",)
-    """Which kinds of checks ran (`static`; the probes are not part of this version)."""
+    """Which kinds of checks ran: `static`, and `probes` (runs against injected faults)."""
 
     def to_json(self) -> dict[str, Any]:
         """The scorecard as one JSON-ready object."""

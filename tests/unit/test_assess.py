@@ -181,7 +181,8 @@ def make_graph(config):
 '''
 
 
-def test_targets_load_from_a_file_a_module_a_factory_and_langgraph_json(tmp_path: Path) -> None:
+async def test_targets_load_from_a_file_a_module_a_factory_and_langgraph_json(
+        tmp_path: Path) -> None:
     source = tmp_path / "agent.py"
     source.write_text(GRAPH_FILE)
     assert [n for n, _ in load_targets(f"{source}:graph")] == ["graph"]
@@ -189,7 +190,7 @@ def test_targets_load_from_a_file_a_module_a_factory_and_langgraph_json(tmp_path
     assert [n for n, _ in load_targets(f"{source}:make_graph")] == ["make_graph"]
     (tmp_path / "langgraph.json").write_text(json.dumps(
         {"graphs": {"agent": "./agent.py:graph", "made": "./agent.py:make_graph"}}))
-    card = assess(str(tmp_path / "langgraph.json"))
+    card = await assess(str(tmp_path / "langgraph.json"), probes=False)
     assert [g.name for g in card.graphs] == ["agent", "made"]
     assert card.to_json()["graphs"][0]["counts"]["pass"] >= 4
     assert [n for n, _ in load_targets("graphs.supervisor:build_graph")] == ["build_graph"]

@@ -1,0 +1,232 @@
+"""Probes: small runs of the assessed graph against injected faults, with every call counted.
+
+Every outbound HTTP call the graph makes through httpx (the OpenAI and Anthropic SDKs, most
+tool clients) is answered in-process by `Intercepted` and counted per host, so nothing leaves
+the machine. Sleeps are shortened while a probe runs (backoffs are counted, not waited for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from graphs.assess.scorecard import Finding, Status
+
+__all__ = ["Call", "Intercepted", "amplification_finding", "breaking_finding", "intercepted"]
+
+_RETRY_HEADER = "x-stainless-retry-count"
+"""Set by the OpenAI and Anthropic SDKs on every attempt: 0 on a first try, n on a retry."""
+
+
+@dataclass(slots=True)
+class Call:
+    """One outbound call the graph made."""
+
+    host: str
+    """Where it was going."""
+    path: str
+    """The URL path."""
+    sdk_retry: int
+    """The SDK's own retry number (0: a first attempt, or a client that does not say)."""
+
+
+Reply = tuple[int, dict[str, Any], dict[str, str]]
+"""How a call is answered: status, JSON body, headers."""
+
+
+@dataclass(slots=True)
+class Intercepted:
+    """What the graph sent while intercepted."""
+
+    answer: Callable[[str, str], Reply]
+    """How every call is answered, from its method and URL."""
+    calls: list[Call] = field(default_factory=list)
+    """Every call, in order."""
+    blocked: int = 0
+    """Connections stopped that did not go through httpx."""
+
+    def handle(self, request: Any) -> Reply:
+        """Count the call and answer it."""
+        retry = request.headers.get(_RETRY_HEADER, "0")
+        self.calls.append(Call(host=request.url.host, path=request.url.path,
+                               sdk_retry=int(retry) if retry.isdigit() else 0))
+        return self.answer(request.method, str(request.url))
+
+    def per_host(self) -> Counter[str]:
+        """Calls per host."""
+        return Counter(c.host for c in self.calls)
+
+
+def _clients() -> list[Any]:
+    """The httpx packages in this process (the OpenAI SDK uses `httpx2`, most tools `httpx`)."""
+    found = [httpx]
+    try:
+        import httpx2  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return found
+    return [*found, httpx2]
+
+
+@contextmanager
+def intercepted(answer: Callable[[str, str], Reply]) -> Iterator[Intercepted]:
+    """Answer every httpx call in-process with `answer`, and shorten sleeps, while inside."""
+    box = Intercepted(answer=answer)
+    saved: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, value: Any) -> None:
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    for module in _clients():
+        def reply(request: Any, module: Any = module) -> Any:
+            status, body, headers = box.handle(request)
+            return module.Response(status, json=body, headers=headers, request=request)
+
+        async def handle_async(self: Any, request: Any, reply: Any = reply) -> Any:
+            await request.aread()
+            return reply(request)
+
+        def handle_sync(self: Any, request: Any, reply: Any = reply) -> Any:
+            request.read()
+            return reply(request)
+
+        patch(module.AsyncHTTPTransport, "handle_async_request", handle_async)
+        patch(module.HTTPTransport, "handle_request", handle_sync)
+    real_sleep, real_time_sleep = asyncio.sleep, time.sleep
+
+    async def short_sleep(delay: float, result: Any = None) -> Any:
+        return await real_sleep(min(delay, 0.001), result)
+
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> None:
+        # Anything that does not go through httpx (requests, aiohttp, raw sockets) is stopped
+        # here: nothing the probed graph does leaves the machine.
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host in ("127.0.0.1", "::1", "localhost"):
+            return real_connect(self, address)
+        box.blocked += 1
+        raise ConnectionRefusedError(f"interlock assess: no network ({host})")
+
+    patch(socket.socket, "connect", connect)
+    patch(asyncio, "sleep", short_sleep)
+    try:  # the OpenAI and Anthropic SDKs back off with anyio
+        import anyio
+    except ImportError:
+        pass
+    else:
+        patch(anyio, "sleep", short_sleep)
+    patch(time, "sleep", lambda delay: real_time_sleep(min(delay, 0.001)))
+    try:
+        yield box
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
+
+
+def _unavailable(method: str, url: str) -> Reply:
+    return 503, {"error": {"message": "injected: service unavailable",
+                           "type": "server_error"}}, {}
+
+
+async def amplification_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
+                                timeout_s: float = 30.0) -> Finding:
+    """Retry amplification: every dependency fails (503); the calls each request makes."""
+    per_request: list[int] = []
+    sdk_retries = firsts = 0
+    hosts: Counter[str] = Counter()
+    blocked = 0
+    for n, given in enumerate(inputs):
+        with intercepted(_unavailable) as box:
+            config = {"configurable": {"thread_id": f"assess-amplification-{n}"},
+                      "recursion_limit": 50}
+            try:
+                await asyncio.wait_for(graph.ainvoke(given, config), timeout_s)
+            except Exception:  # noqa: S110 - a failing run is what this probe provokes
+                pass
+        per_request.append(len(box.calls))
+        sdk_retries += sum(1 for c in box.calls if c.sdk_retry > 0)
+        firsts += sum(1 for c in box.calls if c.sdk_retry == 0)
+        hosts.update(box.per_host())
+        blocked += box.blocked
+    runs = len(inputs)
+    stopped = (f"; {blocked} connections outside httpx were stopped and not counted"
+               if blocked else "")
+    if not hosts:
+        return Finding(id=f"{prefix}resilience.amplification", area="resilience",
+                       title="retry amplification under a failing dependency", status="n/a",
+                       evidence=f"{runs} requests made no outbound HTTP call: nothing to "
+                                f"amplify{stopped}",
+                       figure=0)
+    worst = max(per_request)
+    mean = sum(per_request) / runs
+    layers = (f"{firsts / runs:.1f} first attempts per request (the graph's own tries: node "
+              f"retry policies, framework loops) x {1 + sdk_retries / max(firsts, 1):.1f} "
+              f"attempts each by the SDK")
+    # One call per request is no retry; two, one retry; beyond that a failing dependency is
+    # being flooded (three and four: one layer of retries; more: layers multiplying).
+    status: Status = "pass" if worst <= 2 else ("warn" if worst <= 4 else "fail")
+    return Finding(
+        id=f"{prefix}resilience.amplification", area="resilience",
+        title="retry amplification under a failing dependency", status=status,
+        evidence=f"{runs} requests against dependencies failing every call (503) made "
+                 f"{sum(per_request)} calls ({mean:.1f} per request, at most {worst}) to "
+                 f"{', '.join(f'{h} ({c})' for h, c in hosts.most_common())}: {layers}"
+                 f"{stopped}",
+        figure=round(mean, 2),
+        fix="" if status == "pass" else
+            "retry in one place: set max_retries=0 on the model and HTTP clients, drop node "
+            "RetryPolicy on the nodes that call them, and give the one remaining retry layer a "
+            "budget and a breaker")
+
+
+async def _calls_per_request(graph: Any, inputs: list[Any], tag: str, timeout_s: float
+                             ) -> tuple[list[int], int]:
+    """Run each input against failing dependencies, in one interception: calls per request."""
+    counts: list[int] = []
+    with intercepted(_unavailable) as box:
+        for n, given in enumerate(inputs):
+            before = len(box.calls)
+            config = {"configurable": {"thread_id": f"assess-{tag}-{n}"}, "recursion_limit": 50}
+            try:
+                await asyncio.wait_for(graph.ainvoke(given, config), timeout_s)
+            except Exception:  # noqa: S110 - a failing run is what this probe provokes
+                pass
+            counts.append(len(box.calls) - before)
+    return counts, box.blocked
+
+
+async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
+                           timeout_s: float = 30.0) -> Finding:
+    """Circuit breaking: with a dependency down, calls stop after a bound, or go on."""
+    counts, _ = await _calls_per_request(graph, inputs, "breaking", timeout_s)
+    check = f"{prefix}resilience.breaking"
+    title = "calls to a failing dependency stop"
+    if not any(counts):
+        return Finding(id=check, area="resilience", title=title, status="n/a",
+                       evidence=f"{len(counts)} requests made no outbound HTTP call", figure=0)
+    tail = counts[len(counts) // 2:]
+    still = sum(1 for c in tail if c)
+    stopped_at = next((n for n in range(len(counts)) if not any(counts[n:])), None)
+    shown = ", ".join(str(c) for c in counts)
+    if stopped_at is not None:
+        return Finding(id=check, area="resilience", title=title, status="pass",
+                       evidence=f"calls per request, in order: {shown}: after request "
+                                f"{stopped_at} no call reached the failing dependency",
+                       figure=stopped_at)
+    return Finding(id=check, area="resilience", title=title,
+                   status="fail" if still == len(tail) else "warn",
+                   evidence=f"calls per request, in order: {shown}: {still} of the last "
+                            f"{len(tail)} requests still called the dependency that failed "
+                            f"every call", figure=still,
+                   fix="put a circuit breaker around the dependency's client (pybreaker, or "
+                       "Interlock's governor), so that once it is down requests fail fast "
+                       "instead of calling it again")

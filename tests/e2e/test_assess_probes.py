@@ -1,0 +1,153 @@
+"""`interlock assess` probes: graphs run against injected faults, every call counted."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langchain_openai import ChatOpenAI
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.types import RetryPolicy
+
+from graphs.assess import assess, intercepted
+from graphs.assess.probes import amplification_finding
+from graphs.cli import main
+
+ASK = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def model_graph(*, sdk_retries: int | None, node_attempts: int | None) -> Any:
+    extra = {} if sdk_retries is None else {"max_retries": sdk_retries}
+    llm = ChatOpenAI(model="gpt-test", api_key="sk-test",  # type: ignore[arg-type]
+                     base_url="http://model.example/v1", **extra)
+
+    async def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await llm.ainvoke(state["messages"])]}
+
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(MessagesState)
+    policy = RetryPolicy(max_attempts=node_attempts) if node_attempts else None
+    builder.add_node("agent", agent, retry_policy=policy)
+    builder.add_edge(START, "agent")
+    return builder.compile()
+
+
+@pytest.mark.parametrize(("sdk", "node", "calls", "status"), [
+    (None, 3, 9.0, "fail"),   # ChatOpenAI's default 2 SDK retries x a node RetryPolicy of 3
+    (None, None, 3.0, "warn"),  # the SDK's own retries alone
+    (0, 3, 3.0, "warn"),      # the node's alone
+    (0, None, 1.0, "pass"),   # one layer, no retries
+])
+async def test_amplification_is_measured_layer_by_layer(
+        sdk: int | None, node: int | None, calls: float, status: str) -> None:
+    graph = model_graph(sdk_retries=sdk, node_attempts=node)
+    found = await amplification_finding(graph, [ASK] * 4)
+    assert (found.figure, found.status) == (calls, status), found.evidence
+    assert "model.example" in found.evidence
+    first = node or 1
+    assert f"{first:.1f} first attempts per request" in found.evidence
+    assert f"x {calls / first:.1f} attempts each by the SDK" in found.evidence
+
+
+async def test_a_graph_without_calls_is_not_applicable_and_nothing_leaves() -> None:
+    async def raw(state: MessagesState) -> dict[str, Any]:
+        with socket.socket() as raw_socket:  # not through httpx
+            raw_socket.connect(("203.0.113.9", 80))
+        return {}
+
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(MessagesState)
+    builder.add_node("raw", raw)
+    builder.add_edge(START, "raw")
+    found = await amplification_finding(builder.compile(), [ASK] * 2)
+    assert found.status == "n/a" and "2 connections outside httpx were stopped" in found.evidence
+
+
+async def test_the_interceptor_restores_everything() -> None:
+    real = httpx.AsyncHTTPTransport.handle_async_request
+    with intercepted(lambda method, url: (200, {"ok": True}, {})) as box:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get("http://tools.example/x")).json() == {"ok": True}
+    assert httpx.AsyncHTTPTransport.handle_async_request is real
+    assert [c.host for c in box.calls] == ["tools.example"]
+
+
+AGENT = '''
+from typing import Any
+from langchain_openai import ChatOpenAI
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.types import RetryPolicy
+
+llm = ChatOpenAI(model="gpt-test", api_key="sk-test", base_url="http://model.example/v1")
+
+async def agent(state: MessagesState) -> dict[str, Any]:
+    return {"messages": [await llm.ainvoke(state["messages"])]}
+
+builder = StateGraph(MessagesState)
+builder.add_node("agent", agent, retry_policy=RetryPolicy(max_attempts=2))
+builder.add_edge(START, "agent")
+graph = builder.compile()
+'''
+
+
+async def test_a_scorecard_of_a_graph_written_elsewhere(tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    card = await assess(f"{tmp_path / 'agent.py'}:graph")
+    [report] = card.graphs
+    found = {f.id: f for f in report.findings}
+    assert found["resilience.amplification"].figure == 6.0  # 2 node attempts x 3 by the SDK
+    assert found["resilience.amplification"].status == "fail"
+    assert found["resilience.node_retries"].status == "warn"
+    assert card.to_json()["checks_run"] == ["static", "probes"]
+
+
+def test_the_cli_takes_an_input_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    (tmp_path / "input.json").write_text(json.dumps(ASK))
+    assert main(["assess", f"{tmp_path / 'agent.py'}:graph", "--input",
+                 str(tmp_path / "input.json"), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    [amplification] = [f for f in card["graphs"][0]["areas"]["resilience"]
+                       if f["id"] == "resilience.amplification"]
+    assert amplification["figure"] == 6.0
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["assess", f"{tmp_path / 'agent.py'}:graph", "--input",
+                 str(tmp_path / "bad.json")]) == 2
+
+
+def governed_graph() -> Any:
+    """A tool call behind a pybreaker breaker that opens after 3 failures."""
+    import pybreaker
+
+    breaker = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=60)
+
+    async def tool(state: MessagesState) -> dict[str, Any]:
+        if breaker.current_state == "open":
+            return {}  # fail fast: the dependency is not called
+        try:
+            async with httpx.AsyncClient() as client:
+                (await client.get("http://tools.example/x")).raise_for_status()
+        except httpx.HTTPError:
+            try:
+                breaker.call(lambda: (_ for _ in ()).throw(RuntimeError("down")))
+            except (RuntimeError, pybreaker.CircuitBreakerError):
+                pass
+        return {}
+
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(MessagesState)
+    builder.add_node("tool", tool)
+    builder.add_edge(START, "tool")
+    return builder.compile()
+
+
+async def test_breaking_tells_a_breaker_from_none() -> None:
+    from graphs.assess.probes import breaking_finding
+
+    guarded = await breaking_finding(governed_graph(), [ASK] * 10)
+    assert guarded.status == "pass" and guarded.figure == 3, guarded.evidence
+    unguarded = await breaking_finding(model_graph(sdk_retries=0, node_attempts=None),
+                                       [ASK] * 10)
+    assert unguarded.status == "fail" and "5 of the last 5 requests" in unguarded.evidence
+    assert "circuit breaker" in unguarded.fix
