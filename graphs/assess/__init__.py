@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from langgraph.checkpoint.memory import InMemorySaver
+
 from graphs.assess.probes import amplification_finding, breaking_finding, intercepted
 from graphs.assess.scorecard import AREAS, Finding, GraphReport, Scorecard
 from graphs.assess.static import static_findings
@@ -33,6 +35,10 @@ async def assess(target: str, *, inputs: Sequence[Any] | None = None,
     for name, graph in load_targets(target):
         findings = static_findings(graph)
         if probes:
+            # The probes' runs never land in the graph's own checkpoints (a user's database):
+            # a graph compiled with a saver is probed on a copy with one in memory.
+            if graph.checkpointer not in (None, True, False):
+                graph = graph.copy(update={"checkpointer": InMemorySaver()})
             given = list(inputs) if inputs else [default_input(graph)]
             runs = [given[n % len(given)] for n in range(max(PROBE_REQUESTS, len(given)))]
             findings.append(await amplification_finding(graph, runs))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,15 @@ async def test_breaking_tells_a_breaker_from_none() -> None:
                                        [ASK] * 10)
     assert unguarded.status == "fail" and "5 of the last 5 requests" in unguarded.evidence
     assert "circuit breaker" in unguarded.fix
+
+
+async def test_the_probes_never_write_into_the_graphs_own_checkpoints(tmp_path: Path) -> None:
+    source = tmp_path / "saved.py"
+    source.write_text(AGENT + "\nfrom langgraph.checkpoint.memory import InMemorySaver\n"
+                      "SAVER = InMemorySaver()\nsaved = builder.compile(checkpointer=SAVER)\n")
+    card = await assess(f"{source}:saved")
+    [report] = card.graphs
+    assert {f.id: f for f in report.findings}["state.checkpointer"].status == "pass"
+    [module] = [m for m in list(sys.modules.values())
+                if getattr(m, "__file__", None) == str(source)]
+    assert list(module.SAVER.list(None)) == []  # the probes ran on a copy
