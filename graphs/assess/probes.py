@@ -2,7 +2,8 @@
 
 Every outbound HTTP call the graph makes through httpx (the OpenAI and Anthropic SDKs, most
 tool clients) is answered in-process by `Intercepted` and counted per host, so nothing leaves
-the machine. Sleeps are shortened while a probe runs (backoffs are counted, not waited for).
+the machine. Backoffs are counted, not waited for: node retry policies are probed on a copy
+that barely waits, and the SDKs are told to retry after a millisecond.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import httpx
 
 from graphs.assess.scorecard import Finding, Status
 
-__all__ = ["Call", "Intercepted", "amplification_finding", "breaking_finding", "intercepted"]
+__all__ = ["Call", "Intercepted", "amplification_finding", "breaking_finding", "hang_finding",
+           "intercepted", "quick_retries"]
 
 _RETRY_HEADER = "x-stainless-retry-count"
 """Set by the OpenAI and Anthropic SDKs on every attempt: 0 on a first try, n on a retry."""
@@ -76,10 +78,16 @@ def _clients() -> list[Any]:
 
 
 @contextmanager
-def intercepted(answer: Callable[[str, str], Reply]) -> Iterator[Intercepted]:
-    """Answer every httpx call in-process with `answer`, and shorten sleeps, while inside."""
+def intercepted(answer: Callable[[str, str], Reply], *,
+                hang_s: float | None = None) -> Iterator[Intercepted]:
+    """Answer every httpx call in-process with `answer`, while inside.
+
+    With `hang_s`, every async call hangs that long first, or until the client's own read
+    timeout (which then fires as it would on the wire: a `ReadTimeout`).
+    """
     box = Intercepted(answer=answer)
     saved: list[tuple[Any, str, Any]] = []
+    real_sleep = asyncio.sleep
 
     def patch(owner: Any, name: str, value: Any) -> None:
         saved.append((owner, name, getattr(owner, name)))
@@ -90,9 +98,18 @@ def intercepted(answer: Callable[[str, str], Reply]) -> Iterator[Intercepted]:
             status, body, headers = box.handle(request)
             return module.Response(status, json=body, headers=headers, request=request)
 
-        async def handle_async(self: Any, request: Any, reply: Any = reply) -> Any:
+        async def handle_async(self: Any, request: Any, reply: Any = reply,
+                               module: Any = module) -> Any:
             await request.aread()
-            return reply(request)
+            if hang_s is None:
+                return reply(request)
+            status, body, headers = box.handle(request)  # counted before it hangs
+            read = (request.extensions.get("timeout") or {}).get("read")
+            await real_sleep(hang_s if read is None else min(hang_s, read))
+            if read is not None and read <= hang_s:
+                raise module.ReadTimeout("interlock assess: the dependency hangs",
+                                         request=request)
+            return module.Response(status, json=body, headers=headers, request=request)
 
         def handle_sync(self: Any, request: Any, reply: Any = reply) -> Any:
             request.read()
@@ -100,10 +117,6 @@ def intercepted(answer: Callable[[str, str], Reply]) -> Iterator[Intercepted]:
 
         patch(module.AsyncHTTPTransport, "handle_async_request", handle_async)
         patch(module.HTTPTransport, "handle_request", handle_sync)
-    real_sleep, real_time_sleep = asyncio.sleep, time.sleep
-
-    async def short_sleep(delay: float, result: Any = None) -> Any:
-        return await real_sleep(min(delay, 0.001), result)
 
     real_connect = socket.socket.connect
 
@@ -117,14 +130,6 @@ def intercepted(answer: Callable[[str, str], Reply]) -> Iterator[Intercepted]:
         raise ConnectionRefusedError(f"interlock assess: no network ({host})")
 
     patch(socket.socket, "connect", connect)
-    patch(asyncio, "sleep", short_sleep)
-    try:  # the OpenAI and Anthropic SDKs back off with anyio
-        import anyio
-    except ImportError:
-        pass
-    else:
-        patch(anyio, "sleep", short_sleep)
-    patch(time, "sleep", lambda delay: real_time_sleep(min(delay, 0.001)))
     try:
         yield box
     finally:
@@ -133,8 +138,24 @@ def intercepted(answer: Callable[[str, str], Reply]) -> Iterator[Intercepted]:
 
 
 def _unavailable(method: str, url: str) -> Reply:
+    # `retry-after-ms` keeps the SDKs' backoff to a millisecond: their retries are counted,
+    # not waited for (sleeps are never patched: timeouts are built on them too).
     return 503, {"error": {"message": "injected: service unavailable",
-                           "type": "server_error"}}, {}
+                           "type": "server_error"}}, {"retry-after-ms": "1"}
+
+
+def quick_retries(graph: Any) -> Any:
+    """A copy of `graph` whose node retry policies keep their attempts but barely wait."""
+    nodes = {}
+    for name, node in graph.nodes.items():
+        policy = getattr(node, "retry_policy", None)
+        if policy:
+            single = hasattr(policy, "max_attempts")
+            fast = [p._replace(initial_interval=0.001, max_interval=0.001, jitter=False)
+                    for p in ([policy] if single else policy)]
+            node = node.copy({"retry_policy": fast[0] if single else type(policy)(fast)})
+        nodes[name] = node
+    return graph.copy(update={"nodes": nodes})
 
 
 async def amplification_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
@@ -205,17 +226,28 @@ async def _calls_per_request(graph: Any, inputs: list[Any], tag: str, timeout_s:
 
 
 async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
-                           timeout_s: float = 30.0) -> Finding:
-    """Circuit breaking: with a dependency down, calls stop after a bound, or go on."""
+                           timeout_s: float = 30.0, called_before: int = 0) -> Finding:
+    """Circuit breaking: with a dependency down, calls stop after a bound, or go on.
+
+    `called_before`: calls an earlier probe of the same graph made (its breakers may be open).
+    """
     counts, _ = await _calls_per_request(graph, inputs, "breaking", timeout_s)
     check = f"{prefix}resilience.breaking"
     title = "calls to a failing dependency stop"
+    if not any(counts) and called_before:
+        return Finding(id=check, area="resilience", title=title, status="pass",
+                       evidence=f"the failing dependencies were called {called_before} times "
+                                f"by the amplification probe, then not once in {len(counts)} "
+                                f"requests: the calls had stopped", figure=0)
     if not any(counts):
         return Finding(id=check, area="resilience", title=title, status="n/a",
                        evidence=f"{len(counts)} requests made no outbound HTTP call", figure=0)
     tail = counts[len(counts) // 2:]
     still = sum(1 for c in tail if c)
+    # Stopped: from some request on, none called it, for the last quarter of the run at least.
     stopped_at = next((n for n in range(len(counts)) if not any(counts[n:])), None)
+    if stopped_at is not None and len(counts) - stopped_at < max(2, len(counts) // 4):
+        stopped_at = None
     shown = ", ".join(str(c) for c in counts)
     if stopped_at is not None:
         return Finding(id=check, area="resilience", title=title, status="pass",
@@ -230,3 +262,42 @@ async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                    fix="put a circuit breaker around the dependency's client (pybreaker, or "
                        "Interlock's governor), so that once it is down requests fail fast "
                        "instead of calling it again")
+
+
+async def hang_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
+                       cap_s: float = 10.0) -> Finding:
+    """Timeouts and deadlines: every dependency hangs; how long until a request comes back."""
+    took: list[float] = []
+    calls = 0
+    with intercepted(_unavailable, hang_s=cap_s + 5) as box:
+        for n, given in enumerate(inputs):
+            config = {"configurable": {"thread_id": f"assess-hang-{n}"}, "recursion_limit": 50}
+            started = time.perf_counter()
+            try:
+                await asyncio.wait_for(graph.ainvoke(given, config), cap_s)
+            except TimeoutError:
+                took.append(float("inf"))
+                continue
+            except Exception:  # noqa: S110 - an error that came back in time is bounded
+                pass
+            took.append(time.perf_counter() - started)
+        calls = len(box.calls)
+    check, title = f"{prefix}resilience.deadlines", "a hanging dependency is cut off"
+    if not calls and all(t != float("inf") for t in took):
+        return Finding(id=check, area="resilience", title=title, status="n/a",
+                       evidence=f"{len(inputs)} requests made no outbound HTTP call (after "
+                                f"the other probes: a breaker they opened stops calls too)",
+                       figure=0)
+    stuck = sum(1 for t in took if t == float("inf"))
+    worst = max((t for t in took if t != float("inf")), default=0.0)
+    if stuck:
+        return Finding(id=check, area="resilience", title=title, status="fail",
+                       evidence=f"with every dependency hanging, {stuck} of {len(took)} "
+                                f"requests had not come back after {cap_s:g} s (the probe's "
+                                f"cap)", figure=cap_s,
+                       fix="give every client a timeout (ChatOpenAI(timeout=...), "
+                           "httpx.AsyncClient(timeout=...)) and the request a deadline, or "
+                           "set timeout= on the nodes that call out")
+    return Finding(id=check, area="resilience", title=title, status="pass",
+                   evidence=f"with every dependency hanging, every request came back within "
+                            f"{worst:.2f} s", figure=round(worst, 2))

@@ -15,7 +15,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.types import RetryPolicy
 
 from graphs.assess import assess, intercepted
-from graphs.assess.probes import amplification_finding
+from graphs.assess.probes import amplification_finding, quick_retries
 from graphs.cli import main
 
 ASK = {"messages": [{"role": "user", "content": "hi"}]}
@@ -33,7 +33,7 @@ def model_graph(*, sdk_retries: int | None, node_attempts: int | None) -> Any:
     policy = RetryPolicy(max_attempts=node_attempts) if node_attempts else None
     builder.add_node("agent", agent, retry_policy=policy)
     builder.add_edge(START, "agent")
-    return builder.compile()
+    return quick_retries(builder.compile())  # as `assess` probes it: backoffs not waited for
 
 
 @pytest.mark.parametrize(("sdk", "node", "calls", "status"), [
@@ -95,17 +95,19 @@ graph = builder.compile()
 
 async def test_a_scorecard_of_a_graph_written_elsewhere(tmp_path: Path) -> None:
     (tmp_path / "agent.py").write_text(AGENT)
-    card = await assess(f"{tmp_path / 'agent.py'}:graph")
+    card = await assess(f"{tmp_path / 'agent.py'}:graph", hang_cap_s=0.5)
     [report] = card.graphs
     found = {f.id: f for f in report.findings}
     assert found["resilience.amplification"].figure == 6.0  # 2 node attempts x 3 by the SDK
     assert found["resilience.amplification"].status == "fail"
     assert found["resilience.node_retries"].status == "warn"
+    assert found["resilience.deadlines"].status == "fail"  # ChatOpenAI waits 600 s by default
     assert card.to_json()["checks_run"] == ["static", "probes"]
 
 
 def test_the_cli_takes_an_input_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "agent.py").write_text(AGENT)
+    # A client timeout keeps the hang probe short (and makes it pass).
+    (tmp_path / "agent.py").write_text(AGENT.replace('v1")', 'v1", timeout=0.2)'))
     (tmp_path / "input.json").write_text(json.dumps(ASK))
     assert main(["assess", f"{tmp_path / 'agent.py'}:graph", "--input",
                  str(tmp_path / "input.json"), "--json"]) == 0
@@ -113,6 +115,9 @@ def test_the_cli_takes_an_input_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     [amplification] = [f for f in card["graphs"][0]["areas"]["resilience"]
                        if f["id"] == "resilience.amplification"]
     assert amplification["figure"] == 6.0
+    [deadlines] = [f for f in card["graphs"][0]["areas"]["resilience"]
+                   if f["id"] == "resilience.deadlines"]
+    assert deadlines["status"] == "pass", deadlines
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["assess", f"{tmp_path / 'agent.py'}:graph", "--input",
                  str(tmp_path / "bad.json")]) == 2
@@ -158,9 +163,57 @@ async def test_the_probes_never_write_into_the_graphs_own_checkpoints(tmp_path: 
     source = tmp_path / "saved.py"
     source.write_text(AGENT + "\nfrom langgraph.checkpoint.memory import InMemorySaver\n"
                       "SAVER = InMemorySaver()\nsaved = builder.compile(checkpointer=SAVER)\n")
-    card = await assess(f"{source}:saved")
+    card = await assess(f"{source}:saved", hang_cap_s=0.5)
     [report] = card.graphs
     assert {f.id: f for f in report.findings}["state.checkpointer"].status == "pass"
     [module] = [m for m in list(sys.modules.values())
                 if getattr(m, "__file__", None) == str(source)]
     assert list(module.SAVER.list(None)) == []  # the probes ran on a copy
+
+
+def tool_graph(*, client_timeout: float | None, node_timeout: float | None) -> Any:
+    async def tool(state: MessagesState) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=client_timeout) as client:
+            await client.get("http://tools.example/slow")
+        return {}
+
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(MessagesState)
+    builder.add_node("tool", tool, **({"timeout": node_timeout} if node_timeout else {}))
+    builder.add_edge(START, "tool")
+    return builder.compile()
+
+
+async def test_a_hanging_dependency_is_cut_off_or_named() -> None:
+    from graphs.assess.probes import hang_finding
+
+    unbounded = await hang_finding(model_graph(sdk_retries=0, node_attempts=None), [ASK],
+                                   cap_s=1.0)
+    assert unbounded.status == "fail" and "had not come back after 1 s" in unbounded.evidence
+    assert "timeout" in unbounded.fix
+    by_client = await hang_finding(tool_graph(client_timeout=0.2, node_timeout=None), [ASK],
+                                   cap_s=1.0)
+    assert by_client.status == "pass" and 0.15 < float(by_client.figure or 0) < 0.9
+    no_client = await hang_finding(tool_graph(client_timeout=None, node_timeout=None), [ASK],
+                                   cap_s=1.0)
+    assert no_client.status == "fail"  # httpx with timeout=None waits for ever
+    by_node = await hang_finding(tool_graph(client_timeout=None, node_timeout=0.3), [ASK],
+                                 cap_s=1.0)
+    assert by_node.status == "pass" and float(by_node.figure or 0) < 0.9, by_node.evidence
+
+
+async def test_a_dependency_called_every_other_request_has_not_stopped() -> None:
+    from graphs.assess.probes import breaking_finding
+
+    calls = iter([0, 1] * 10)
+
+    async def sometimes(state: MessagesState) -> dict[str, Any]:
+        if next(calls):
+            async with httpx.AsyncClient() as client:
+                await client.get("http://tools.example/x")
+        return {}
+
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(MessagesState)
+    builder.add_node("tool", sometimes)
+    builder.add_edge(START, "tool")
+    found = await breaking_finding(builder.compile(), [ASK] * 19)  # ends on a request without
+    assert found.status == "warn" and "of the last" in found.evidence, found.evidence
