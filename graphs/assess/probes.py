@@ -62,10 +62,6 @@ class Intercepted:
                                sdk_retry=int(retry) if retry.isdigit() else 0))
         return self.answer(request.method, str(request.url))
 
-    def per_host(self) -> Counter[str]:
-        """Calls per host."""
-        return Counter(c.host for c in self.calls)
-
 
 def _clients() -> list[Any]:
     """The httpx packages in this process (the OpenAI SDK uses `httpx2`, most tools `httpx`)."""
@@ -158,26 +154,47 @@ def quick_retries(graph: Any) -> Any:
     return graph.copy(update={"nodes": nodes})
 
 
+@dataclass(slots=True)
+class _Run:
+    """One probe request: the calls it made, and how long it took (None: not back in time)."""
+
+    calls: list[Call]
+    seconds: float | None
+
+
+async def _run_each(graph: Any, inputs: list[Any], tag: str, *, timeout_s: float,
+                    hang_s: float | None = None) -> tuple[list[_Run], int]:
+    """Run each input against failing (or, with `hang_s`, hanging) dependencies, in turn.
+
+    Returns each request's calls and time, and how many non-httpx connections were stopped.
+    """
+    runs: list[_Run] = []
+    with intercepted(_unavailable, hang_s=hang_s) as box:
+        for n, given in enumerate(inputs):
+            before, started = len(box.calls), time.perf_counter()
+            config = {"configurable": {"thread_id": f"assess-{tag}-{n}"}, "recursion_limit": 50}
+            seconds: float | None
+            try:
+                await asyncio.wait_for(graph.ainvoke(given, config), timeout_s)
+            except TimeoutError:
+                seconds = None
+            except Exception:  # a failing run is what the probes provoke; it came back
+                seconds = time.perf_counter() - started
+            else:
+                seconds = time.perf_counter() - started
+            runs.append(_Run(calls=box.calls[before:], seconds=seconds))
+    return runs, box.blocked
+
+
 async def amplification_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                                 timeout_s: float = 30.0) -> Finding:
     """Retry amplification: every dependency fails (503); the calls each request makes."""
-    per_request: list[int] = []
-    sdk_retries = firsts = 0
-    hosts: Counter[str] = Counter()
-    blocked = 0
-    for n, given in enumerate(inputs):
-        with intercepted(_unavailable) as box:
-            config = {"configurable": {"thread_id": f"assess-amplification-{n}"},
-                      "recursion_limit": 50}
-            try:
-                await asyncio.wait_for(graph.ainvoke(given, config), timeout_s)
-            except Exception:  # noqa: S110 - a failing run is what this probe provokes
-                pass
-        per_request.append(len(box.calls))
-        sdk_retries += sum(1 for c in box.calls if c.sdk_retry > 0)
-        firsts += sum(1 for c in box.calls if c.sdk_retry == 0)
-        hosts.update(box.per_host())
-        blocked += box.blocked
+    done, blocked = await _run_each(graph, inputs, "amplification", timeout_s=timeout_s)
+    per_request = [len(r.calls) for r in done]
+    calls = [c for r in done for c in r.calls]
+    sdk_retries = sum(1 for c in calls if c.sdk_retry > 0)
+    firsts = len(calls) - sdk_retries
+    hosts = Counter(c.host for c in calls)
     runs = len(inputs)
     stopped = (f"; {blocked} connections outside httpx were stopped and not counted"
                if blocked else "")
@@ -209,29 +226,14 @@ async def amplification_finding(graph: Any, inputs: list[Any], *, prefix: str = 
             "budget and a breaker")
 
 
-async def _calls_per_request(graph: Any, inputs: list[Any], tag: str, timeout_s: float
-                             ) -> tuple[list[int], int]:
-    """Run each input against failing dependencies, in one interception: calls per request."""
-    counts: list[int] = []
-    with intercepted(_unavailable) as box:
-        for n, given in enumerate(inputs):
-            before = len(box.calls)
-            config = {"configurable": {"thread_id": f"assess-{tag}-{n}"}, "recursion_limit": 50}
-            try:
-                await asyncio.wait_for(graph.ainvoke(given, config), timeout_s)
-            except Exception:  # noqa: S110 - a failing run is what this probe provokes
-                pass
-            counts.append(len(box.calls) - before)
-    return counts, box.blocked
-
-
 async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                            timeout_s: float = 30.0, called_before: int = 0) -> Finding:
     """Circuit breaking: with a dependency down, calls stop after a bound, or go on.
 
     `called_before`: calls an earlier probe of the same graph made (its breakers may be open).
     """
-    counts, _ = await _calls_per_request(graph, inputs, "breaking", timeout_s)
+    done, _ = await _run_each(graph, inputs, "breaking", timeout_s=timeout_s)
+    counts = [len(r.calls) for r in done]
     check = f"{prefix}resilience.breaking"
     title = "calls to a failing dependency stop"
     if not any(counts) and called_before:
@@ -267,21 +269,9 @@ async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
 async def hang_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                        cap_s: float = 10.0) -> Finding:
     """Timeouts and deadlines: every dependency hangs; how long until a request comes back."""
-    took: list[float] = []
-    calls = 0
-    with intercepted(_unavailable, hang_s=cap_s + 5) as box:
-        for n, given in enumerate(inputs):
-            config = {"configurable": {"thread_id": f"assess-hang-{n}"}, "recursion_limit": 50}
-            started = time.perf_counter()
-            try:
-                await asyncio.wait_for(graph.ainvoke(given, config), cap_s)
-            except TimeoutError:
-                took.append(float("inf"))
-                continue
-            except Exception:  # noqa: S110 - an error that came back in time is bounded
-                pass
-            took.append(time.perf_counter() - started)
-        calls = len(box.calls)
+    done, _ = await _run_each(graph, inputs, "hang", timeout_s=cap_s, hang_s=cap_s + 5)
+    took = [float("inf") if r.seconds is None else r.seconds for r in done]
+    calls = sum(len(r.calls) for r in done)
     check, title = f"{prefix}resilience.deadlines", "a hanging dependency is cut off"
     if not calls and all(t != float("inf") for t in took):
         return Finding(id=check, area="resilience", title=title, status="n/a",

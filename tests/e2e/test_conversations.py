@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,14 +23,8 @@ C3 = Actor(kind="customer", customer_id=3)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture
-async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[Interlock]:
-    async with open_interlock(toolbox=build_toolbox(settings, clock=clock)) as opened:
-        yield opened
+def app(clocked_app: Interlock) -> Interlock:
+    return clocked_app
 
 
 def refunds_made(app: Interlock) -> list[tuple[int, int]]:

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from graphs.core.clock import FakeClock
 from graphs.core.state import Actor
-from graphs.runner import Interlock, open_interlock
-from graphs.settings import Settings
-from tools.toolbox import build_toolbox
+from graphs.runner import Interlock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture
-async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[Interlock]:
-    async with open_interlock(toolbox=build_toolbox(settings, clock=clock)) as opened:
-        yield opened
+def app(clocked_app: Interlock) -> Interlock:
+    return clocked_app
 
 
 def carrier_calls(app: Interlock) -> int:
