@@ -107,12 +107,17 @@ def _parser() -> argparse.ArgumentParser:
     shape.add_argument("--html", type=Path, metavar="FILE", help="write an SVG page")
 
     assess = commands.add_parser("assess", help="a readiness scorecard of any LangGraph graph "
-                                               "(static checks; offline)")
+                                               "(read and probed; offline)")
     assess.add_argument("target", help="path/to/file.py:attr, package.module:attr, or a "
                                        "langgraph.json (every graph in it)")
     assess.add_argument("--input", type=Path, metavar="FILE",
                         help="the probes' request(s): a JSON object, or a list of them")
     assess.add_argument("--json", action="store_true", help="print the scorecard as one object")
+    assess.add_argument("--html", type=Path, metavar="FILE",
+                        help="also write the scorecard as one self-contained page with charts")
+    assess.add_argument("--hang-cap", type=float, default=10.0, metavar="SECONDS",
+                        help="how long a request may take while every dependency hangs before "
+                             "it counts as not back (default 10)")
 
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
 
@@ -304,8 +309,19 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             except (OSError, ValueError) as exc:
                 raise InputError(f"Cannot read {args.input}: {exc}.", field="input") from None
             inputs = given if isinstance(given, list) else [given]
-        card = await assess(args.target, inputs=inputs)
+        if not 0 < args.hang_cap <= 600:
+            raise InputError("--hang-cap takes seconds between 0 and 600.", field="hang_cap")
+        card = await assess(args.target, inputs=inputs, hang_cap_s=args.hang_cap)
+        if args.html is not None:
+            from graphs.assess.html import scorecard_html
+
+            try:
+                args.html.write_text(scorecard_html(card.to_json()), encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"Cannot write {args.html}: {exc}.", field="html") from None
         print(json.dumps(card.to_json(), ensure_ascii=False) if args.json else card.to_text())
+        if args.html is not None and not args.json:
+            print(f"\nwrote {args.html}")
         return 0
     if args.command == "demo":
         from graphs.demo import play

@@ -1,143 +1,93 @@
-"""Probes: small runs of the assessed graph against injected faults, with every call counted.
+"""Fault probes: small runs of the assessed graph against failing or hanging dependencies.
 
-Every outbound HTTP call the graph makes through httpx (the OpenAI and Anthropic SDKs, most
-tool clients) is answered in-process by `Intercepted` and counted per host, so nothing leaves
-the machine. Backoffs are counted, not waited for: node retry policies are probed on a copy
-that barely waits, and the SDKs are told to retry after a millisecond.
+Every outbound call is answered in-process and counted (`graphs.assess.intercept`), so
+nothing leaves the machine. Backoffs are counted, not waited for: node retry policies are
+probed on a copy that barely waits, and the SDKs are told to retry after a millisecond.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
+from graphs.assess.intercept import Call, Hang, Outbound, Reply, intercepted
+from graphs.assess.runs import Run, run_each, run_one
 from graphs.assess.scorecard import Finding, Status
+from graphs.assess.scripted import is_model_call
 
-__all__ = ["Call", "Intercepted", "amplification_finding", "breaking_finding", "hang_finding",
-           "intercepted", "quick_retries"]
-
-_RETRY_HEADER = "x-stainless-retry-count"
-"""Set by the OpenAI and Anthropic SDKs on every attempt: 0 on a first try, n on a retry."""
+__all__ = ["amplification_finding", "breaking_finding", "hang_finding", "quick_retries",
+           "unavailable"]
 
 
-@dataclass(slots=True)
-class Call:
-    """One outbound call the graph made."""
-
-    host: str
-    """Where it was going."""
-    path: str
-    """The URL path."""
-    sdk_retry: int
-    """The SDK's own retry number (0: a first attempt, or a client that does not say)."""
-
-
-Reply = tuple[int, dict[str, Any], dict[str, str]]
-"""How a call is answered: status, JSON body, headers."""
-
-
-@dataclass(slots=True)
-class Intercepted:
-    """What the graph sent while intercepted."""
-
-    answer: Callable[[str, str], Reply]
-    """How every call is answered, from its method and URL."""
-    calls: list[Call] = field(default_factory=list)
-    """Every call, in order."""
-    blocked: int = 0
-    """Connections stopped that did not go through httpx."""
-
-    def handle(self, request: Any) -> Reply:
-        """Count the call and answer it."""
-        retry = request.headers.get(_RETRY_HEADER, "0")
-        self.calls.append(Call(host=request.url.host, path=request.url.path,
-                               sdk_retry=int(retry) if retry.isdigit() else 0))
-        return self.answer(request.method, str(request.url))
-
-
-def _clients() -> list[Any]:
-    """The httpx packages in this process (the OpenAI SDK uses `httpx2`, most tools `httpx`)."""
-    found = [httpx]
-    try:
-        import httpx2  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return found
-    return [*found, httpx2]
-
-
-@contextmanager
-def intercepted(answer: Callable[[str, str], Reply], *,
-                hang_s: float | None = None) -> Iterator[Intercepted]:
-    """Answer every httpx call in-process with `answer`, while inside.
-
-    With `hang_s`, every async call hangs that long first, or until the client's own read
-    timeout (which then fires as it would on the wire: a `ReadTimeout`).
-    """
-    box = Intercepted(answer=answer)
-    saved: list[tuple[Any, str, Any]] = []
-    real_sleep = asyncio.sleep
-
-    def patch(owner: Any, name: str, value: Any) -> None:
-        saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, value)
-
-    for module in _clients():
-        def reply(request: Any, module: Any = module) -> Any:
-            status, body, headers = box.handle(request)
-            return module.Response(status, json=body, headers=headers, request=request)
-
-        async def handle_async(self: Any, request: Any, reply: Any = reply,
-                               module: Any = module) -> Any:
-            await request.aread()
-            if hang_s is None:
-                return reply(request)
-            status, body, headers = box.handle(request)  # counted before it hangs
-            read = (request.extensions.get("timeout") or {}).get("read")
-            await real_sleep(hang_s if read is None else min(hang_s, read))
-            if read is not None and read <= hang_s:
-                raise module.ReadTimeout("interlock assess: the dependency hangs",
-                                         request=request)
-            return module.Response(status, json=body, headers=headers, request=request)
-
-        def handle_sync(self: Any, request: Any, reply: Any = reply) -> Any:
-            request.read()
-            return reply(request)
-
-        patch(module.AsyncHTTPTransport, "handle_async_request", handle_async)
-        patch(module.HTTPTransport, "handle_request", handle_sync)
-
-    real_connect = socket.socket.connect
-
-    def connect(self: socket.socket, address: Any) -> None:
-        # Anything that does not go through httpx (requests, aiohttp, raw sockets) is stopped
-        # here: nothing the probed graph does leaves the machine.
-        host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and host in ("127.0.0.1", "::1", "localhost"):
-            return real_connect(self, address)
-        box.blocked += 1
-        raise ConnectionRefusedError(f"interlock assess: no network ({host})")
-
-    patch(socket.socket, "connect", connect)
-    try:
-        yield box
-    finally:
-        for owner, name, value in reversed(saved):
-            setattr(owner, name, value)
-
-
-def _unavailable(method: str, url: str) -> Reply:
+def unavailable(call: Outbound) -> Reply:
+    """A 503 the SDKs retry after a millisecond."""
     # `retry-after-ms` keeps the SDKs' backoff to a millisecond: their retries are counted,
     # not waited for (sleeps are never patched: timeouts are built on them too).
     return 503, {"error": {"message": "injected: service unavailable",
                            "type": "server_error"}}, {"retry-after-ms": "1"}
+
+
+def _in_nodes(calls: Sequence[Call], host: str) -> str:
+    """` in node a, b`: the nodes that called `host` (empty when unknown)."""
+    nodes = sorted({c.node for c in calls if c.host == host and c.node})
+    return f" in node {', '.join(nodes)}" if nodes else ""
+
+
+def _retry_nodes(graph: Any, path: str) -> list[str]:
+    """The nodes with a RetryPolicy on the way to node `path` (`agent/tools`)."""
+    found: list[str] = []
+    parts = path.split("/")
+    for depth, part in enumerate(parts):
+        builder = getattr(graph, "builder", None)
+        spec = getattr(builder, "nodes", {}).get(part)
+        if spec is None:
+            break
+        policy = spec.retry_policy
+        if policy:
+            attempts = max(getattr(p, "max_attempts", 1)
+                           for p in ([policy] if hasattr(policy, "max_attempts") else policy))
+            found.append(f"{'/'.join(parts[:depth + 1])} ({attempts} attempts)")
+        graph = spec.runnable
+    return found
+
+
+def _amplification_fix(graph: Any, calls: Sequence[Call],
+                       by_host: dict[str, dict[str, Any]]) -> str:
+    """The changes that leave one retry layer: named clients and nodes."""
+    changes: list[str] = []
+    for host, figures in by_host.items():
+        if figures["worst"] <= 2:
+            continue
+        where = _in_nodes(calls, host)
+        if figures["sdk_retries"]:
+            model = any(is_model_call(c.path) for c in calls if c.host == host)
+            changes.append(f"set max_retries=0 on the client that calls {host}{where}"
+                           + (" (ChatOpenAI(max_retries=0))" if model else ""))
+        policies = sorted({n for c in calls if c.host == host and c.node
+                           for n in _retry_nodes(graph, c.node)})
+        if policies:
+            changes.append(f"remove the RetryPolicy of node {', '.join(policies)}")
+        if not figures["sdk_retries"] and not policies:
+            changes.append(f"retry the calls to {host}{where} at most once, from a retry "
+                           f"budget shared by every request")
+    return ("; ".join(dict.fromkeys(changes)) + "; then keep one retry layer, with a budget "
+            "and a breaker") if changes else ""
+
+
+def _deadline_fix(hung: Sequence[Call]) -> str:
+    """Timeouts on the clients and nodes whose calls were still hanging."""
+    hosts = sorted({c.host for c in hung})
+    nodes = sorted({c.node for c in hung if c.node})
+    named = "; ".join(f"give the client that calls {host}{_in_nodes(hung, host)} a timeout"
+                      + (" (ChatOpenAI(timeout=...))" if any(
+                          is_model_call(c.path) for c in hung if c.host == host)
+                         else " (httpx.AsyncClient(timeout=...))") for host in hosts)
+    return ((named + "; " if named else "give every client a timeout; ")
+            + "give the request a deadline"
+            + (f", or set timeout= on node {', '.join(nodes)}" if nodes else
+               ", or set timeout= on the nodes that call out"))
 
 
 def quick_retries(graph: Any) -> Any:
@@ -154,47 +104,51 @@ def quick_retries(graph: Any) -> Any:
     return graph.copy(update={"nodes": nodes})
 
 
-@dataclass(slots=True)
-class _Run:
-    """One probe request: the calls it made, and how long it took (None: not back in time)."""
-
-    calls: list[Call]
-    seconds: float | None
-
-
 async def _run_each(graph: Any, inputs: list[Any], tag: str, *, timeout_s: float,
-                    hang_s: float | None = None) -> tuple[list[_Run], int]:
-    """Run each input against failing (or, with `hang_s`, hanging) dependencies, in turn.
+                    hang_s: float | None = None) -> tuple[list[Run], int]:
+    """Run each input against failing dependencies in turn (hanging ones: side by side).
 
-    Returns each request's calls and time, and how many non-httpx connections were stopped.
+    Returns each request's run, and how many non-httpx connections were stopped.
     """
-    runs: list[_Run] = []
-    with intercepted(_unavailable, hang_s=hang_s) as box:
-        for n, given in enumerate(inputs):
-            before, started = len(box.calls), time.perf_counter()
-            config = {"configurable": {"thread_id": f"assess-{tag}-{n}"}, "recursion_limit": 50}
-            seconds: float | None
-            try:
-                await asyncio.wait_for(graph.ainvoke(given, config), timeout_s)
-            except TimeoutError:
-                seconds = None
-            except Exception:  # a failing run is what the probes provoke; it came back
-                seconds = time.perf_counter() - started
-            else:
-                seconds = time.perf_counter() - started
-            runs.append(_Run(calls=box.calls[before:], seconds=seconds))
+    def hang(call: Outbound) -> Reply | Hang:
+        return Hang(float(hang_s or 0), then=unavailable(call))
+
+    with intercepted(unavailable if hang_s is None else hang) as box:
+        if hang_s is None:
+            runs = await run_each(graph, inputs, box, tag, timeout_s=timeout_s)
+        else:  # side by side: each waits for its own hung calls, not for the others'
+            runs = list(await asyncio.gather(*(
+                run_one(graph, given, box, route=n, tag=tag, timeout_s=timeout_s)
+                for n, given in enumerate(inputs))))
     return runs, box.blocked
 
 
 async def amplification_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
-                                timeout_s: float = 30.0) -> Finding:
-    """Retry amplification: every dependency fails (503); the calls each request makes."""
+                                timeout_s: float = 30.0,
+                                measured: dict[str, Any] | None = None) -> Finding:
+    """Retry amplification: every dependency fails (503); the calls each request makes.
+
+    `measured`, if given, gets the figures behind the finding (for charts).
+    """
     done, blocked = await _run_each(graph, inputs, "amplification", timeout_s=timeout_s)
-    per_request = [len(r.calls) for r in done]
     calls = [c for r in done for c in r.calls]
-    sdk_retries = sum(1 for c in calls if c.sdk_retry > 0)
-    firsts = len(calls) - sdk_retries
     hosts = Counter(c.host for c in calls)
+    # Per dependency: a request that calls two dependencies once each amplifies nothing.
+    by_host: dict[str, dict[str, Any]] = {}
+    for host in hosts:
+        counts = [n for r in done if (n := sum(1 for c in r.calls if c.host == host))]
+        retried = sum(1 for c in calls if c.host == host and c.sdk_retry > 0)
+        by_host[host] = {"calls_per_request": counts, "sdk_retries": retried,
+                         "per_request": [sum(1 for c in r.calls if c.host == host)
+                                         for r in done],
+                         "first_attempts": sum(counts) - retried,
+                         "mean": sum(counts) / len(counts), "worst": max(counts)}
+    if measured is not None:
+        measured[f"{prefix}resilience.amplification"] = {
+            "calls_per_request": [len(r.calls) for r in done],
+            "first_attempts": sum(h["first_attempts"] for h in by_host.values()),
+            "sdk_retries": sum(h["sdk_retries"] for h in by_host.values()),
+            "hosts": dict(hosts), "by_host": by_host}
     runs = len(inputs)
     stopped = (f"; {blocked} connections outside httpx were stopped and not counted"
                if blocked else "")
@@ -204,36 +158,42 @@ async def amplification_finding(graph: Any, inputs: list[Any], *, prefix: str = 
                        evidence=f"{runs} requests made no outbound HTTP call: nothing to "
                                 f"amplify{stopped}",
                        figure=0)
-    worst = max(per_request)
-    mean = sum(per_request) / runs
-    layers = (f"{firsts / runs:.1f} first attempts per request (the graph's own tries: node "
-              f"retry policies, framework loops) x {1 + sdk_retries / max(firsts, 1):.1f} "
-              f"attempts each by the SDK")
+    said = []
+    for host, h in sorted(by_host.items(), key=lambda kv: -kv[1]["mean"]):
+        logical = len(h["calls_per_request"])
+        said.append(f"{host}: {sum(h['calls_per_request'])} calls from {logical} requests "
+                    f"({h['mean']:.1f} per request, at most {h['worst']}): "
+                    f"{h['first_attempts'] / logical:.1f} first attempts per request (the "
+                    f"graph's own tries: node retry policies, framework loops) x "
+                    f"{1 + h['sdk_retries'] / max(h['first_attempts'], 1):.1f} attempts each "
+                    f"by the SDK")
+    worst = max(h["worst"] for h in by_host.values())
+    mean = max(h["mean"] for h in by_host.values())
     # One call per request is no retry; two, one retry; beyond that a failing dependency is
     # being flooded (three and four: one layer of retries; more: layers multiplying).
     status: Status = "pass" if worst <= 2 else ("warn" if worst <= 4 else "fail")
     return Finding(
         id=f"{prefix}resilience.amplification", area="resilience",
         title="retry amplification under a failing dependency", status=status,
-        evidence=f"{runs} requests against dependencies failing every call (503) made "
-                 f"{sum(per_request)} calls ({mean:.1f} per request, at most {worst}) to "
-                 f"{', '.join(f'{h} ({c})' for h, c in hosts.most_common())}: {layers}"
-                 f"{stopped}",
+        evidence=f"{runs} requests against dependencies failing every call (503); calls per "
+                 f"request that needed each: {'; '.join(said)}{stopped}",
         figure=round(mean, 2),
-        fix="" if status == "pass" else
-            "retry in one place: set max_retries=0 on the model and HTTP clients, drop node "
-            "RetryPolicy on the nodes that call them, and give the one remaining retry layer a "
-            "budget and a breaker")
+        fix="" if status == "pass" else _amplification_fix(graph, calls, by_host))
 
 
 async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
-                           timeout_s: float = 30.0, called_before: int = 0) -> Finding:
+                           timeout_s: float = 30.0, called_before: int = 0,
+                           measured: dict[str, Any] | None = None) -> Finding:
     """Circuit breaking: with a dependency down, calls stop after a bound, or go on.
 
     `called_before`: calls an earlier probe of the same graph made (its breakers may be open).
     """
     done, _ = await _run_each(graph, inputs, "breaking", timeout_s=timeout_s)
     counts = [len(r.calls) for r in done]
+    calls = [c for r in done for c in r.calls]
+    if measured is not None:
+        measured[f"{prefix}resilience.breaking"] = {"calls_per_request": counts,
+                                                    "called_before": called_before}
     check = f"{prefix}resilience.breaking"
     title = "calls to a failing dependency stop"
     if not any(counts) and called_before:
@@ -261,16 +221,21 @@ async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                    evidence=f"calls per request, in order: {shown}: {still} of the last "
                             f"{len(tail)} requests still called the dependency that failed "
                             f"every call", figure=still,
-                   fix="put a circuit breaker around the dependency's client (pybreaker, or "
-                       "Interlock's governor), so that once it is down requests fail fast "
-                       "instead of calling it again")
+                   fix="; ".join(
+                       f"put a circuit breaker around the calls to {host}{_in_nodes(calls, host)} "
+                       f"(pybreaker, or Interlock's governor)"
+                       for host in sorted({c.host for c in calls}))
+                   + ", so that once it is down requests fail fast instead of calling it again")
 
 
 async def hang_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
-                       cap_s: float = 10.0) -> Finding:
+                       cap_s: float = 10.0, measured: dict[str, Any] | None = None) -> Finding:
     """Timeouts and deadlines: every dependency hangs; how long until a request comes back."""
     done, _ = await _run_each(graph, inputs, "hang", timeout_s=cap_s, hang_s=cap_s + 5)
     took = [float("inf") if r.seconds is None else r.seconds for r in done]
+    if measured is not None:
+        measured[f"{prefix}resilience.deadlines"] = {
+            "seconds": [r.seconds for r in done], "cap_s": cap_s}
     calls = sum(len(r.calls) for r in done)
     check, title = f"{prefix}resilience.deadlines", "a hanging dependency is cut off"
     if not calls and all(t != float("inf") for t in took):
@@ -285,9 +250,8 @@ async def hang_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                        evidence=f"with every dependency hanging, {stuck} of {len(took)} "
                                 f"requests had not come back after {cap_s:g} s (the probe's "
                                 f"cap)", figure=cap_s,
-                       fix="give every client a timeout (ChatOpenAI(timeout=...), "
-                           "httpx.AsyncClient(timeout=...)) and the request a deadline, or "
-                           "set timeout= on the nodes that call out")
+                       fix=_deadline_fix([c for r in done if r.seconds is None
+                                          for c in r.calls]))
     return Finding(id=check, area="resilience", title=title, status="pass",
                    evidence=f"with every dependency hanging, every request came back within "
                             f"{worst:.2f} s", figure=round(worst, 2))

@@ -51,6 +51,10 @@ class GraphReport:
     """The graph (its name in `langgraph.json`, or the attribute it was loaded from)."""
     findings: Sequence[Finding] = field(default_factory=tuple)
     """The findings, the graph's own first, then its subgraphs'."""
+    measurements: dict[str, Any] = field(default_factory=dict)
+    """The figures behind the probes' findings, by check id (what the charts draw)."""
+    seconds: float | None = None
+    """How long assessing this graph took."""
 
     def by_area(self) -> dict[str, list[Finding]]:
         """The findings grouped by checklist item, in checklist order."""
@@ -84,7 +88,8 @@ class Scorecard:
                 "areas": AREAS,
                 "graphs": [{"name": g.name, "counts": g.counts(),
                             "areas": {area: [asdict(f) for f in findings]
-                                      for area, findings in g.by_area().items()}}
+                                      for area, findings in g.by_area().items()},
+                            "measurements": g.measurements, "seconds": g.seconds}
                            for g in self.graphs]}
 
     def to_text(self) -> str:
@@ -92,7 +97,8 @@ class Scorecard:
         lines = [f"interlock assess {self.target} ({', '.join(self.checks_run)} checks)"]
         for report in self.graphs:
             counts = ", ".join(f"{n} {s}" for s, n in report.counts().items() if n)
-            lines.append(f"\ngraph {report.name}: {counts}")
+            took = f" ({report.seconds:.1f} s)" if report.seconds is not None else ""
+            lines.append(f"\ngraph {report.name}: {counts}{took}")
             for area, findings in report.by_area().items():
                 if not findings:
                     continue

@@ -21,7 +21,8 @@ from langgraph.types import Command
 
 from graphs.assess.scorecard import Finding
 
-__all__ = ["DEFAULT_RECURSION_LIMIT", "static_findings"]
+__all__ = ["DEFAULT_RECURSION_LIMIT", "graphs_by_path", "last_value_keys", "parallel_groups",
+           "static_findings"]
 
 DEFAULT_RECURSION_LIMIT = 25
 """LangGraph's recursion limit when a run's config sets none."""
@@ -118,18 +119,23 @@ def _cycle(succ: Mapping[str, set[str]]) -> list[str] | None:
     return next((c for n in sorted(succ) if state.get(n) is None and (c := visit(n))), None)
 
 
-def _no_reducer(channels: Mapping[str, Any]) -> list[str]:
+def last_value_keys(channels: Mapping[str, Any]) -> list[str]:
     """State keys a second writer in the same step would conflict on (last value only)."""
     return sorted(k for k, c in channels.items() if not k.startswith(("__", "branch:"))
                   and isinstance(c, LastValue) and not isinstance(c, BinaryOperatorAggregate))
 
 
-def _fan_out(builder: StateGraph[Any, Any, Any, Any]) -> list[str]:
-    """Nodes after which several nodes run in the same step: two static edges, or `Send`."""
+def parallel_groups(builder: StateGraph[Any, Any, Any, Any]) -> dict[str, set[str]]:
+    """Nodes that run in one step after each fan-out source with two or more static edges."""
     static: dict[str, set[str]] = {}
     for source, target in builder.edges:
         static.setdefault(source, set()).add(target)
-    fans = {n for n, targets in static.items() if len(targets - {END}) > 1}
+    return {n: targets - {END} for n, targets in static.items() if len(targets - {END}) > 1}
+
+
+def _fan_out(builder: StateGraph[Any, Any, Any, Any]) -> list[str]:
+    """Nodes after which several nodes run in the same step: two static edges, or `Send`."""
+    fans = set(parallel_groups(builder))
     fans |= {n for n, spec in builder.nodes.items() if _sends(spec)}
     return sorted(fans)
 
@@ -139,6 +145,17 @@ def _subgraphs(builder: StateGraph[Any, Any, Any, Any]
     for name, spec in builder.nodes.items():
         if isinstance(spec.runnable, Pregel):
             yield name, spec.runnable
+
+
+def graphs_by_path(graph: Pregel[Any, Any, Any, Any], prefix: str = ""
+                   ) -> dict[str, Pregel[Any, Any, Any, Any]]:
+    """The graph under `""` and each subgraph added as a node under `node/` (nested: `a/b/`)."""
+    found = {prefix: graph}
+    builder = getattr(graph, "builder", None)
+    if isinstance(builder, StateGraph):
+        for name, sub in _subgraphs(builder):
+            found.update(graphs_by_path(sub, f"{prefix}{name}/"))
+    return found
 
 
 def static_findings(graph: Pregel[Any, Any, Any, Any], prefix: str = "") -> list[Finding]:
@@ -193,10 +210,10 @@ def static_findings(graph: Pregel[Any, Any, Any, Any], prefix: str = "") -> list
                                                      " (undeclared routes not counted)"),
         fix="bound the loop in state (a hop counter the router checks) and set an explicit "
             "recursion_limit" if cycle else "")
-    fans, shared = _fan_out(builder), _no_reducer(graph.channels)
+    fans, shared = _fan_out(builder), last_value_keys(graph.channels)
     if fans and shared:
         # Which keys a node writes is known only once it runs: a graph that fans out over
-        # last-value keys is measured, not guessed (the writers probe, to come).
+        # last-value keys is measured, not guessed (`graphs.assess.writers`).
         add("state.reducers", "state", "concurrent writers have reducers", "n/a",
             f"after {', '.join(fans)} several nodes run in one step, and {len(shared)} state "
             f"keys keep only the last value ({', '.join(shared[:8])}"

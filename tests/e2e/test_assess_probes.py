@@ -68,7 +68,7 @@ async def test_a_graph_without_calls_is_not_applicable_and_nothing_leaves() -> N
 
 async def test_the_interceptor_restores_everything() -> None:
     real = httpx.AsyncHTTPTransport.handle_async_request
-    with intercepted(lambda method, url: (200, {"ok": True}, {})) as box:
+    with intercepted(lambda call: (200, {"ok": True}, {})) as box:
         async with httpx.AsyncClient() as client:
             assert (await client.get("http://tools.example/x")).json() == {"ok": True}
     assert httpx.AsyncHTTPTransport.handle_async_request is real
