@@ -19,7 +19,7 @@ from langgraph.types import Command, Interrupt, StateSnapshot
 
 from agents.base import WorkerSpec
 from checkpoints import lineage
-from checkpoints.saver import open_checkpointer
+from checkpoints.saver import open_saver
 from graphs.admission import waiting_summary
 from graphs.core.actors import is_staff, may_act_for
 from graphs.core.clock import iso
@@ -266,7 +266,7 @@ async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox |
                          guards: Sequence[GuardStage] | None = None,
                          dependencies: Sequence[Dependency] = ()
                          ) -> AsyncIterator[Interlock]:
-    """Open the SQLite checkpointer under INTERLOCK_HOME and build the graph on it.
+    """Open the checkpointer (SQLite under INTERLOCK_HOME, or Postgres) and build the graph.
 
     `workers`, `guards` and `dependencies` are as for `build_graph` (a team's own).
     """
@@ -274,9 +274,10 @@ async def open_interlock(settings: Settings | None = None, *, toolbox: Toolbox |
     if dependencies:
         settings = settings.with_dependencies(*dependencies)
     toolbox = toolbox or build_toolbox(settings)
-    async with open_checkpointer(settings.checkpoints_path,
-                                 synchronous=settings.sqlite_synchronous,
-                                 crash_after=settings.crash_after) as saver:
+    async with open_saver(database_url=settings.database_url,
+                          path=settings.checkpoints_path,
+                          synchronous=settings.sqlite_synchronous,
+                          crash_after=settings.crash_after) as saver:
         try:
             yield Interlock(build_graph(checkpointer=saver, settings=settings, toolbox=toolbox,
                                         workers=workers, guards=guards), toolbox, settings,

@@ -116,6 +116,9 @@ class Settings:
     """INTERLOCK_LIMITS_<CUSTOMER|STAFF>: per-actor rate and concurrency limits."""
     resilience_store: str = "memory"
     """INTERLOCK_RESILIENCE_STORE: `memory`, or a redis:// URL shared by several processes."""
+    database_url: str | None = None
+    """INTERLOCK_DATABASE_URL: a postgresql:// URL for checkpoints and the effects journal
+    (several replicas share it); unset: SQLite files under INTERLOCK_HOME."""
     sqlite_synchronous: str = "NORMAL"
     """INTERLOCK_SQLITE_SYNCHRONOUS: NORMAL (survives process crashes) or FULL (power loss too)."""
     policies: Mapping[str, DependencyPolicy] = field(default_factory=dict)
@@ -292,6 +295,7 @@ class Settings:
             max_hops=_number(env, "INTERLOCK_MAX_HOPS", defaults.max_hops, int, minimum=1),
             sqlite_synchronous=synchronous,
             resilience_store=_store(text("INTERLOCK_RESILIENCE_STORE")),
+            database_url=_database(text("INTERLOCK_DATABASE_URL")),
             policies=policies,
             faults=faults,
             fact_ttls=_ttls(defaults.fact_ttls, text("INTERLOCK_FACT_TTL")),
@@ -325,6 +329,15 @@ def _crash(value: str | None) -> tuple[str, int] | None:
         raise ConfigError(f"expected checkpoints=N or writes=N, got {value!r}",
                           variable="INTERLOCK_CRASH_AFTER")
     return what, int(count)
+
+
+def _database(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("expected a postgresql:// URL (unset: SQLite under INTERLOCK_HOME), "
+                          f"got {value.split('@')[-1]!r}", variable="INTERLOCK_DATABASE_URL")
+    return value
 
 
 def _store(value: str | None) -> str:

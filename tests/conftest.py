@@ -78,3 +78,41 @@ async def app(settings: Settings) -> AsyncIterator[Interlock]:
 
 
 __all__ = ["DependencyPolicy", "fast_settings"]
+
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+"""The machine's PostgreSQL (trust auth); tests make and drop their own database in it."""
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this test session's own, dropped when the session ends."""
+    import uuid
+
+    import psycopg
+
+    name = f"interlock_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A schema of this test's own in the session's database, as a URL that selects it."""
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{postgres_database}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

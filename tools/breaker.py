@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pybreaker
 
@@ -35,6 +35,7 @@ __all__ = [
     "FailureWindow",
     "HealthAwareBreaker",
     "TransitionListener",
+    "Window",
     "current_transitions",
 ]
 
@@ -52,6 +53,23 @@ class BreakerOpen(Exception):
         super().__init__(f"circuit breaker {name!r} is {state}")
         self.name = name
         self.state = state
+
+
+class Window(Protocol):
+    """The outcomes of a dependency's last attempts: in this process, or shared (Redis)."""
+
+    size: int
+    """How many attempts `down` judges."""
+
+    def add(self, failed: bool) -> None:
+        """Count one attempt's outcome."""
+
+    def rate(self, last: int | None = None) -> float:
+        """Share of the last `last` attempts (default: `size`) that failed; 0 with none."""
+
+    @property
+    def down(self) -> bool:
+        """Whether the dependency looks down (most recent attempts failed)."""
 
 
 class FailureWindow:
@@ -99,9 +117,10 @@ class HealthAwareBreaker(pybreaker.CircuitBreaker):
     """
 
     def __init__(self, *args: Any, window: int = 30, down_rate: float = 0.9,
-                 keep: int | None = None, **kwargs: Any) -> None:
+                 keep: int | None = None, recent: Window | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.recent = FailureWindow(window, down_rate, keep=keep)
+        self.recent: Window = recent or FailureWindow(window, down_rate, keep=keep)
 
     def open(self) -> bool:
         """Open, unless this is a trip from closed while the dependency is merely degraded.
@@ -134,13 +153,18 @@ class TransitionListener(pybreaker.CircuitBreakerListener):
 
 
 class AsyncBreaker:
-    """Guards awaitable calls with a pybreaker `CircuitBreaker` without holding its lock across."""
+    """Guards awaitable calls with a pybreaker `CircuitBreaker` without holding its lock across.
+
+    With `offload`, pybreaker's bookkeeping runs in a worker thread: its storage is then a
+    shared one (Redis) whose every read is a network round trip, kept off the event loop.
+    """
 
     def __init__(self, breaker: pybreaker.CircuitBreaker, *, clock: Clock | None = None,
-                 half_open_probes: int = 1) -> None:
+                 half_open_probes: int = 1, offload: bool = False) -> None:
         self.breaker = breaker
         self.clock = clock or Clock()
         self.half_open_probes = half_open_probes
+        self.offload = offload
         self._probes_in_flight = 0
 
     @property
@@ -150,13 +174,24 @@ class AsyncBreaker:
 
     @property
     def state(self) -> str:
-        """closed, open or half-open, as pybreaker's storage says."""
+        """closed, open or half-open, as pybreaker's storage says (a read of a shared store)."""
         return str(self.breaker.current_state)
+
+    @property
+    def known_state(self) -> str:
+        """The state as this process last saw it (no read: for spans, on the event loop)."""
+        return str(self.breaker._state.name) if self.offload else self.state
 
     def failure_rate(self, last: int | None = None) -> float:
         """Share of the last `last` attempts that failed (0 for a breaker keeping no window)."""
         recent = getattr(self.breaker, "recent", None)
-        return recent.rate(last) if isinstance(recent, FailureWindow) else 0.0
+        return float(recent.rate(last)) if recent is not None else 0.0
+
+    async def afailure_rate(self, last: int | None = None) -> float:
+        """`failure_rate`, off the event loop when the window is shared."""
+        if self.offload:
+            return await asyncio.to_thread(self.failure_rate, last)
+        return self.failure_rate(last)
 
     def _admit(self) -> str:
         """Decide under pybreaker's lock whether a call may start; return the state admitting it."""
@@ -180,13 +215,19 @@ class AsyncBreaker:
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run `operation` if the breaker admits it, and report its outcome to pybreaker."""
-        admitted = self._admit()
+        admitted = await asyncio.to_thread(self._admit) if self.offload else self._admit()
         try:
             result = await operation()
         except BaseException as exc:
-            self._settle(admitted, exc)
+            if self.offload and not isinstance(exc, asyncio.CancelledError):
+                await asyncio.to_thread(self._settle, admitted, exc)
+            else:  # a cancelled task may not await again: settle in place
+                self._settle(admitted, exc)
             raise
-        self._settle(admitted, None)
+        if self.offload:
+            await asyncio.to_thread(self._settle, admitted, None)
+        else:
+            self._settle(admitted, None)
         return result
 
     def _settle(self, admitted: str, exc: BaseException | None) -> None:

@@ -48,7 +48,11 @@ class ToolSettings(Protocol):
 
     @property
     def effects_path(self) -> Path:
-        """The effects journal."""
+        """The effects journal (SQLite)."""
+
+    @property
+    def database_url(self) -> str | None:
+        """A postgresql:// URL for the effects journal (None: SQLite at `effects_path`)."""
 
     def policy(self, dependency: str) -> DependencyPolicy:
         """A dependency's call policy."""

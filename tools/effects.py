@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphs.core.clock import Clock, iso, parse_iso
 from tools.recording import Recorder
+from tools.sql import Connection, Database, open_database
 
 if TYPE_CHECKING:
     from tools.governor import CallContext
@@ -48,11 +47,9 @@ _ADDED = {"effect_id": "TEXT", "subject": "TEXT", "principal": "TEXT",
           # nothing has nothing to ask about; after one that never finished (a run that
           # died), it has.
           "last_outcome": "TEXT", "prior_outcome": "TEXT"}
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS effects_by_subject ON effects (subject);
-CREATE INDEX IF NOT EXISTS effects_by_principal ON effects (principal);
-CREATE INDEX IF NOT EXISTS effects_by_effect ON effects (effect_id);
-"""
+_INDEXES = ("CREATE INDEX IF NOT EXISTS effects_by_subject ON effects (subject)",
+            "CREATE INDEX IF NOT EXISTS effects_by_principal ON effects (principal)",
+            "CREATE INDEX IF NOT EXISTS effects_by_effect ON effects (effect_id)")
 SETTLED_NOTHING = ("failed", "rejected", "refused")
 """Outcomes that moved nothing: they do not count against a limit, and an attempt after one
 has nothing to settle first."""
@@ -96,57 +93,37 @@ class Exposure:
 
 
 class EffectJournal:
-    """Side effects by idempotency key, durable across crashes."""
+    """Side effects by idempotency key, durable across crashes.
+
+    Kept in SQLite under INTERLOCK_HOME, or in Postgres (`database_url`), shared by replicas.
+    """
 
     def __init__(self, path: Path, clock: Clock | None = None,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, *, database_url: str | None = None) -> None:
         self.path = path
         self._clock = clock or Clock()
         self._recorder = recorder or Recorder(self._clock)
         self._recorder.learn((Exposure,))
-        self._local = threading.local()
+        self._db: Database = open_database(database_url, path, table="effects", schema=_SCHEMA,
+                                           added=_ADDED, indexes=_INDEXES)
 
-    def _connect(self) -> sqlite3.Connection:
-        """The calling thread's connection (autocommit: a write is committed when it returns)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN IMMEDIATE")  # one connection at a time creates or migrates
-            try:
-                conn.execute(_SCHEMA)
-                have = {row[1] for row in conn.execute("PRAGMA table_info(effects)")}
-                for name, kind in _ADDED.items():
-                    if name not in have:
-                        conn.execute(f"ALTER TABLE effects ADD COLUMN {name} {kind}")
-                for statement in filter(str.strip, _INDEXES.split(";")):
-                    conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                conn.close()
-                raise
-            self._local.conn = conn
-        return conn
+    @property
+    def where(self) -> str:
+        """The database it is kept in (a file, or a Postgres host and database)."""
+        return self._db.name
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = work(conn)
-            conn.execute("COMMIT")
-            return result
-        except BaseException:
-            if conn.in_transaction:  # the connection is kept: leave it clean
-                conn.execute("ROLLBACK")
-            raise
+    def close(self) -> None:
+        """Let go of its connections."""
+        self._db.close()
+
+    def _transaction(self, work: Callable[[Connection], Any]) -> Any:
+        return self._db.transaction(work)
 
     def _begin(self, key: str, dependency: str, thread_id: str | None, step_id: str | None,
                request: dict[str, Any]) -> int:
         now = iso(self._clock.now())
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Connection) -> int:
             row = conn.execute("SELECT attempts FROM effects WHERE key = ?", (key,)).fetchone()
             if row is None:
                 conn.execute("INSERT INTO effects (key, dependency, thread_id, step_id, request, "
@@ -179,7 +156,7 @@ class EffectJournal:
         return await self._recorder.call(ctx, "effects", "begin", {"key": key}, lambda: (
             asyncio.to_thread(self._begin, key, dependency, thread_id, step_id, request)))
 
-    def _exposure(self, conn: sqlite3.Connection, proposal: Proposal, now: datetime,
+    def _exposure(self, conn: Connection, proposal: Proposal, now: datetime,
                   window_s: float, duplicate_window_s: float) -> Exposure:
         since = now - timedelta(seconds=window_s)
         dup_since = now - timedelta(seconds=duplicate_window_s)
@@ -210,7 +187,7 @@ class EffectJournal:
                  decide: Callable[[Exposure], str]) -> tuple[Exposure, str]:
         now = self._clock.now()
 
-        def work(conn: sqlite3.Connection) -> tuple[Exposure, str]:
+        def work(conn: Connection) -> tuple[Exposure, str]:
             exposure = self._exposure(conn, proposal, now, window_s, duplicate_window_s)
             row = conn.execute("SELECT decision, outcome FROM effects WHERE key = ?",
                                (proposal.key,)).fetchone()
@@ -256,13 +233,14 @@ class EffectJournal:
         return exposure, str(decision)
 
     def _row(self, where: str, value: str) -> dict[str, Any] | None:
-        if not self.path.exists():
+        if not self._db.ready():
             return None
-        row = self._connect().execute(
+        rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM effects WHERE {where} = ? ORDER BY attempts > 0 DESC, "
-            f"COALESCE(last_attempt_at, proposed_at) DESC LIMIT 1", (value,)).fetchone()
-        if row is None:
+            f"COALESCE(last_attempt_at, proposed_at) DESC LIMIT 1", (value,))
+        if not rows:
             return None
+        row = rows[0]
         return {"key": row[0], "request": json.loads(row[4]), "attempts": int(row[5]),
                 "outcome": row[6], "result": json.loads(row[7]) if row[7] else None,
                 "effect_id": row[8], "decision": row[12], "prior_outcome": row[14]}
@@ -295,11 +273,11 @@ class EffectJournal:
     def _finish(self, key: str, outcome: str, result: dict[str, Any] | None) -> None:
         # How an attempt ended; a gate's refusal or a human's rejection is not an attempt.
         attempted = outcome not in ("rejected", "refused")
-        self._connect().execute("UPDATE effects SET outcome = ?, last_outcome = CASE WHEN ? "
-                                "THEN ? ELSE last_outcome END, outcome_at = ?, result = ? "
-                                "WHERE key = ?",
-                                (outcome, attempted, outcome, iso(self._clock.now()),
-                                 json.dumps(result) if result else None, key))
+        self._db.execute("UPDATE effects SET outcome = ?, last_outcome = CASE WHEN ? "
+                         "THEN ? ELSE last_outcome END, outcome_at = ?, result = ? "
+                         "WHERE key = ?",
+                         (outcome, attempted, outcome, iso(self._clock.now()),
+                          json.dumps(result) if result else None, key))
 
     async def finish(self, key: str, outcome: str, result: dict[str, Any] | None = None
                      ) -> None:
@@ -309,9 +287,8 @@ class EffectJournal:
 
     def entries(self) -> list[dict[str, Any]]:
         """Every noted effect, oldest first (for tests and audits)."""
-        if not self.path.exists():
+        if not self._db.ready():
             return []
-        cursor = self._connect().execute(
+        names, rows = self._db.columns(
             "SELECT * FROM effects ORDER BY COALESCE(proposed_at, first_attempt_at)")
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in rows]

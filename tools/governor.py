@@ -118,7 +118,8 @@ class Bulkhead:
 
 
 def _attempt_meta(attempt: int, timeout: float, breaker: AsyncBreaker) -> dict[str, Any]:
-    return {"attempt": attempt, "timeout_s": round(timeout, 3), "breaker_state": breaker.state}
+    return {"attempt": attempt, "timeout_s": round(timeout, 3),
+            "breaker_state": breaker.known_state}
 
 
 class PolicySource(Protocol):
@@ -163,12 +164,14 @@ class Governor:
                 fail_max=policy.fail_max, reset_timeout=policy.reset_timeout,
                 success_threshold=policy.success_threshold, name=name,
                 listeners=[self.transitions], state_storage=self.store.breaker_storage(name),
+                recent=self.store.failure_window(name, policy),
                 # A refused request (4xx other than 408/429) says nothing about the dependency.
                 exclude=[lambda exc: isinstance(exc, DependencyError) and not exc.retryable],
             )
             self.budgets[name] = self.store.budget(name, policy, self.clock)
             self.bulkheads[name] = Bulkhead(policy.max_concurrency)
-            self.breakers[name] = AsyncBreaker(breaker, clock=self.clock)
+            self.breakers[name] = AsyncBreaker(breaker, clock=self.clock,
+                                               offload=self.store.remote)
         return policy
 
     def breaker(self, name: str) -> AsyncBreaker:
@@ -205,7 +208,7 @@ class Governor:
                       "dependency": dependency, "action": action, "plan_step": ctx.step_id,
                       "thread_id": ctx.thread_id,
                       "deadline_left_s": None if remaining is None else round(remaining, 3),
-                      "breaker_state": self.breakers[dependency].state},
+                      "breaker_state": self.breakers[dependency].known_state},
                   inputs={"action": action}) as traced:
             try:
                 result = await self._call(dependency, policy, operation, ctx, action)
@@ -246,7 +249,7 @@ class Governor:
             try:
                 result = await breaker.call(functools.partial(
                     self._attempt, dependency, operation, timeout,
-                    budget.deposit if attempt == 1 else None))
+                    budget.deposit if attempt == 1 else None, self.store.remote))
             except BreakerOpen as exc:
                 outcome = "rejected: breaker_open"
                 raise self._fail(ctx, "rejected", dependency, "breaker_open",
@@ -265,7 +268,7 @@ class Governor:
                 for name, old, new in transitions:
                     self._event(ctx, "breaker", name, old=old, new=new, action=action)
                 if traced.active:  # reading the breaker's state may cost a store read
-                    traced.end(outcome=outcome, breaker_after=breaker.state,
+                    traced.end(outcome=outcome, breaker_after=breaker.known_state,
                                transitions=transitions)
                 attempt_span.__exit__(None, None, None)
             self._event(ctx, "attempt", dependency, action=action, attempt=attempt,
@@ -288,10 +291,12 @@ class Governor:
             # What the failures say: a dependency failing a minority of recent attempts is
             # degraded, and retries serve its requests; one failing most of them is not
             # helped by more load, and gets the storm budget (its breaker opens at down_rate).
-            failing = breaker.failure_rate(policy.degraded_window)
+            failing = await breaker.afailure_rate(policy.degraded_window)
             ratio = (policy.degraded_retry_ratio if failing < policy.degraded_below
                      else policy.retry_ratio)
-            if not budget.try_withdraw(ratio):
+            withdrawn = (await asyncio.to_thread(budget.try_withdraw, ratio)
+                         if self.store.remote else budget.try_withdraw(ratio))
+            if not withdrawn:
                 self._event(ctx, "rejected", dependency, reason="retry_budget_exhausted",
                             action=action, attempt=attempt, failure_rate=round(failing, 2))
                 raise DependencyError(f"retry budget exhausted after: {error.message}",
@@ -302,9 +307,14 @@ class Governor:
             await self.clock.sleep(delay)
 
     async def _attempt(self, dependency: str, operation: Callable[[float], Awaitable[T]],
-                       limit_s: float, on_start: Callable[[], None] | None) -> T:
+                       limit_s: float, on_start: Callable[[], None] | None,
+                       offload: bool = False) -> T:
         if on_start is not None:
-            on_start()  # a first attempt really goes out: it earns the retry budget its share
+            # A first attempt really goes out: it earns the retry budget its share.
+            if offload:
+                await asyncio.to_thread(on_start)
+            else:
+                on_start()
         try:
             async with asyncio.timeout(limit_s):
                 return await operation(limit_s)

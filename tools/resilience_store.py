@@ -1,10 +1,13 @@
 """Where retry budgets and breaker state live: in-process by default, Redis when shared.
 
 Several processes serving the same graph must share one view of a dependency: one retry budget
-(or each process would grant its own ratio) and one breaker (or each would keep calling a
-dependency the others found dead). `ResilienceStore` is that seam; `MemoryStore` keeps state in
+(or each process would grant its own ratio), one breaker (or each would keep calling a
+dependency the others found dead), and one window of recent outcomes (or each would judge
+"down" from its own few attempts). `ResilienceStore` is that seam; `MemoryStore` keeps state in
 the process, `RedisStore` (`INTERLOCK_RESILIENCE_STORE=redis://host:port/db`) in Redis, using
-pybreaker's own `CircuitRedisStorage` for breakers and a Lua script for the budget window.
+pybreaker's own `CircuitRedisStorage` for breakers, a Lua script for the budget window and a
+capped list for the outcomes. Its calls block: the governor makes them from a worker thread
+(`remote`), never on the event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from redis.exceptions import RedisError
 
 from graphs.core.clock import Clock
 from graphs.core.errors import ConfigError
+from tools.breaker import FailureWindow, Window
 from tools.budget import BudgetSnapshot, RetryBudget
 from tools.policy import DependencyPolicy
 
@@ -29,6 +33,7 @@ __all__ = [
     "MemoryStore",
     "RedisBudget",
     "RedisStore",
+    "RedisWindow",
     "ResilienceStore",
     "open_store",
 ]
@@ -52,6 +57,8 @@ class ResilienceStore(Protocol):
 
     name: str
     """`memory` or the store's URL without credentials."""
+    remote: bool
+    """Whether its calls cross the network (then they are made off the event loop)."""
 
     def budget(self, dependency: str, policy: DependencyPolicy, clock: Clock) -> BudgetStore:
         """The dependency's retry budget."""
@@ -59,11 +66,20 @@ class ResilienceStore(Protocol):
     def breaker_storage(self, dependency: str) -> pybreaker.CircuitBreakerStorage:
         """The dependency's breaker state (pybreaker's storage interface)."""
 
+    def failure_window(self, dependency: str, policy: DependencyPolicy) -> Window:
+        """The outcomes of the dependency's recent attempts."""
+
 
 class MemoryStore:
     """State in this process only (the default)."""
 
     name = "memory"
+    remote = False
+
+    def failure_window(self, dependency: str, policy: DependencyPolicy) -> Window:
+        """Recent outcomes in memory."""
+        return FailureWindow(policy.health_window, policy.down_rate,
+                             keep=policy.degraded_window)
 
     def budget(self, dependency: str, policy: DependencyPolicy, clock: Clock) -> BudgetStore:
         """A sliding-window budget in memory."""
@@ -145,8 +161,56 @@ class RedisBudget:
         return BudgetSnapshot(requests=requests, retries=retries, allowed=allowed)
 
 
+class RedisWindow:
+    """Recent outcomes in a capped Redis list, newest first, shared by every process.
+
+    An unreachable Redis counts nothing and judges nothing down: the breaker then trips on
+    failures in a row alone never, and the budget (which refuses retries without Redis)
+    keeps the load bounded.
+    """
+
+    def __init__(self, client: Any, key: str, size: int, down_rate: float, keep: int) -> None:
+        self._client = client
+        self._key = key
+        self.size = size
+        self.down_rate = down_rate
+        self._keep = max(size, keep)
+
+    def add(self, failed: bool) -> None:
+        """Count one attempt's outcome."""
+        try:
+            pipe = self._client.pipeline()
+            pipe.lpush(self._key, "1" if failed else "0")
+            pipe.ltrim(self._key, 0, self._keep - 1)
+            pipe.expire(self._key, 86400)
+            pipe.execute()
+        except RedisError:
+            _log.warning("failure window %s: Redis unreachable, outcome lost", self._key)
+
+    def _last(self, n: int) -> list[bytes]:
+        try:
+            return list(self._client.lrange(self._key, 0, n - 1))
+        except RedisError:
+            _log.warning("failure window %s: Redis unreachable", self._key)
+            return []
+
+    def rate(self, last: int | None = None) -> float:
+        """Share of the last `last` attempts (default: `size`) that failed, in every process."""
+        seen = self._last(last or self.size)
+        return sum(1 for v in seen if v == b"1") / len(seen) if seen else 0.0
+
+    @property
+    def down(self) -> bool:
+        """Whether `down_rate` of the last `size` attempts failed (half of `size` counted)."""
+        seen = self._last(self.size)
+        return (len(seen) >= max(1, self.size // 2)
+                and sum(1 for v in seen if v == b"1") / len(seen) >= self.down_rate)
+
+
 class RedisStore:
     """Budgets and breakers shared through Redis by every process that uses the same URL."""
+
+    remote = True
 
     def __init__(self, url: str, *, namespace: str = "interlock") -> None:
         import redis
@@ -159,6 +223,11 @@ class RedisStore:
     def budget(self, dependency: str, policy: DependencyPolicy, clock: Clock) -> BudgetStore:
         """The dependency's budget in Redis."""
         return RedisBudget(self._client, f"{self._namespace}:budget:{dependency}", policy, clock)
+
+    def failure_window(self, dependency: str, policy: DependencyPolicy) -> Window:
+        """Recent outcomes in Redis."""
+        return RedisWindow(self._client, f"{self._namespace}:window:{dependency}",
+                           policy.health_window, policy.down_rate, policy.degraded_window)
 
     def breaker_storage(self, dependency: str) -> pybreaker.CircuitBreakerStorage:
         """Redis breaker storage (pybreaker's; `closed` if Redis is unreachable)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -85,9 +86,10 @@ class Toolbox:
         return cast("PaymentsSimulator | None", self.simulators.get("payments"))
 
     async def aclose(self) -> None:
-        """Close the running loop's HTTP connections (call before the loop ends)."""
+        """Close the running loop's HTTP connections and the journal's database connections."""
         for clients in self.http.values():
             await clients.aclose()
+        await asyncio.to_thread(self.effects.close)
 
 
 def build_toolbox(settings: ToolSettings, *, clock: Clock | None = None,
@@ -129,5 +131,6 @@ def build_toolbox(settings: ToolSettings, *, clock: Clock | None = None,
         clients["model"] = ModelClient(chat_model, governor, recorder, clock)
     return Toolbox(settings=settings, clock=clock,
                    store=Store(settings.store_path, clock, recorder), governor=governor,
-                   effects=EffectJournal(settings.effects_path, clock, recorder),
+                   effects=EffectJournal(settings.effects_path, clock, recorder,
+                                         database_url=settings.database_url),
                    recorder=recorder, clients=clients, simulators=sims, http=http)

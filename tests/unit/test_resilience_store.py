@@ -55,8 +55,7 @@ def test_open_store() -> None:
 
 async def test_two_processes_share_one_breaker_through_redis(tmp_path: Path,
                                                              namespace: str) -> None:
-    # Each process judges from its own attempts whether the dependency is down (a window of
-    # 4: two failures of two); the opened state is what they share.
+    # The opened state is what they share (a window of 4: two failures of two is down).
     settings = settings_for(tmp_path, fail_max=2, attempts=1, reset_timeout=60,
                             health_window=4)
     clock = FakeClock()
@@ -126,3 +125,65 @@ async def test_redis_lost_later_refuses_retries_instead_of_storming(tmp_path: Pa
     with pytest.raises(DependencyError) as caught:
         await governor.call("carrier", flaky, CallContext(), action="track")
     assert calls == 1 and caught.value.reason == "retry_budget_exhausted"
+
+
+async def test_failures_one_process_saw_count_for_every_process(tmp_path: Path,
+                                                                namespace: str) -> None:
+    # `first` fails 7 of 10 calls but never 3 in a row, so it does not trip; `second` then
+    # trips on its own 3 in a row, because the window that says "down" holds both processes'
+    # attempts (alone, its window would hold 3 attempts: too few to judge).
+    settings = settings_for(tmp_path, fail_max=3, attempts=1, reset_timeout=60,
+                            health_window=10, down_rate=0.7)
+    clock = FakeClock()
+    first = Governor(settings, clock=clock, store=RedisStore(REDIS_URL, namespace=namespace))
+    second = Governor(settings, clock=clock, store=RedisStore(REDIS_URL, namespace=namespace))
+
+    async def fine(limit_s: float) -> str:
+        return "ok"
+
+    for outcome in "FFSFFSFFSF":
+        try:
+            await first.call("carrier", failing if outcome == "F" else fine, CallContext(),
+                             action="track")
+        except DependencyError:
+            pass
+    assert first.breaker("carrier").state == pybreaker.STATE_CLOSED
+    assert second.breaker("carrier").breaker.recent.down  # what `first` saw, `second` sees
+    assert second.breaker("carrier").failure_rate() == pytest.approx(0.7)
+    for _ in range(3):
+        with pytest.raises(DependencyError):
+            await second.call("carrier", failing, CallContext(), action="track")
+    assert first.breaker("carrier").state == pybreaker.STATE_OPEN
+    alone = Governor(settings, clock=clock, store=MemoryStore())
+    assert not alone.breaker("carrier").breaker.recent.down
+
+
+async def test_redis_is_never_called_on_the_event_loop(tmp_path: Path, namespace: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import redis.connection
+
+    loop_thread = threading.get_ident()
+    sent: list[bool] = []  # one entry per command packet: was it sent from the loop's thread?
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def watched(self: object, *args: object, **kwargs: object) -> None:
+        sent.append(threading.get_ident() == loop_thread)
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    governor = Governor(settings_for(tmp_path, attempts=3, fail_max=1000), clock=FakeClock(),
+                        store=RedisStore(REDIS_URL, namespace=namespace))
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", watched)
+    calls = 0
+
+    async def flaky(limit_s: float) -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise DependencyError("503", dependency="carrier", retryable=True, status=503)
+        return "ok"
+
+    assert await governor.call("carrier", flaky, CallContext(), action="track") == "ok"
+    assert calls == 3
+    assert len(sent) > 5 and not any(sent)  # breaker, window and budget: all off the loop
