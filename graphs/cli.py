@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +118,19 @@ def _parser() -> argparse.ArgumentParser:
     assess.add_argument("--hang-cap", type=float, default=10.0, metavar="SECONDS",
                         help="how long a request may take while every dependency hangs before "
                              "it counts as not back (default 10)")
+
+    prune = commands.add_parser("prune", help="retention: delete idle threads, shorten long ones")
+    prune.add_argument("--older-than", type=float, metavar="DAYS",
+                       help="delete threads whose latest step is older than this")
+    prune.add_argument("--keep-last", type=int, metavar="N",
+                       help="keep each thread's N newest checkpoints (and the ancestors their "
+                            "delta channels need)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    prune.add_argument("--vacuum", action="store_true", help="then give the space back")
+    prune.add_argument("--json", action="store_true", help="print JSON")
+
+    storage = commands.add_parser("storage", help="checkpoint rows and bytes on disk")
+    storage.add_argument("--json", action="store_true", help="print JSON")
 
     commands.add_parser("demo", help="play scripted conversations and print the transcript")
 
@@ -346,6 +359,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                                     time_scale=args.time_scale, fail_rate=args.fail_rate)
         print(json.dumps(report.to_dict()) if args.json else format_report(report))
         return 0
+    if args.command in ("prune", "storage"):
+        return await _retention(args, settings)
     if args.command == "simulate":
         from tools.simulators.serve import serve
 
@@ -355,6 +370,55 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     async with open_interlock(settings) as app:
         return await _command(app, args)
+
+
+async def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+    from datetime import timedelta
+
+    from checkpoints.retention import prune, storage_report, vacuum
+    from checkpoints.saver import open_saver
+
+    if args.command == "prune":
+        if args.older_than is None and args.keep_last is None and not args.vacuum:
+            raise InputError("Say what to prune: --older-than DAYS and/or --keep-last N "
+                             "(--vacuum alone only gives space back).", field="prune")
+        if args.keep_last is not None and args.keep_last < 1:
+            raise InputError("--keep-last takes 1 or more.", field="keep_last")
+        if args.older_than is not None and args.older_than < 0:
+            raise InputError("--older-than takes days, 0 or more.", field="older_than")
+    async with open_saver(database_url=settings.database_url,
+                          path=settings.checkpoints_path) as saver:
+        before = await storage_report(saver)
+        data: dict[str, Any] = {"before": before}
+        if args.command == "prune":
+            report = await prune(saver, now=datetime.now(UTC),
+                                 older_than=None if args.older_than is None
+                                 else timedelta(days=args.older_than),
+                                 keep_last=args.keep_last, dry_run=args.dry_run)
+            data["pruned"] = asdict(report)
+            if args.vacuum and not args.dry_run:
+                await vacuum(saver)
+            data["after"] = await storage_report(saver)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    where = settings.database_url.rpartition("@")[2] if settings.database_url else str(
+        settings.checkpoints_path)
+    for label in ("before", "after"):
+        if label in data:
+            shown = data[label]
+            rows = ", ".join(f"{n} {t}" for t, n in shown["rows"].items())
+            free = f", {shown['free_bytes']:,} free" if "free_bytes" in shown else ""
+            print(f"{label if 'pruned' in data else where}: {shown['threads']} threads; "
+                  f"{rows}; {shown['bytes']:,} bytes{free}")
+    if "pruned" in data:
+        p = data["pruned"]
+        verb = "would delete" if p["dry_run"] else "deleted"
+        print(f"{verb} {p['threads_deleted']} idle threads and {p['checkpoints_deleted']} "
+              f"checkpoints; kept {p['checkpoints_kept']} ({p['kept_for_deltas']} of them so "
+              f"that delta channels still read)")
+    return 0
 
 
 async def _command(app: Interlock, args: argparse.Namespace) -> int:

@@ -218,3 +218,41 @@ def test_the_lineage_commands_read_the_same_on_either_saver(
     assert isinstance(forked, dict) and forked["thread_id"] != thread
     timeline = cli("trace", thread)
     assert isinstance(timeline, dict) and timeline["segments"]
+
+
+def test_retention_through_the_cli_leaves_the_latest_state_whole(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("INTERLOCK_HOME", str(settings.home))
+    if settings.database_url:
+        monkeypatch.setenv("INTERLOCK_DATABASE_URL", settings.database_url)
+
+    def cli(*args: str) -> dict[str, object]:
+        capsys.readouterr()
+        assert main([*args, "--json"]) == 0, args
+        out = json.loads(capsys.readouterr().out)
+        assert isinstance(out, dict)
+        return out
+
+    thread = str(cli("run", "Where is my order 1042?")["thread_id"])
+    cli("run", "What is your return policy?", "--thread", thread)
+    before = cli("storage")["before"]
+    steps = cli_history(thread, capsys)
+    pruned = cli("prune", "--keep-last", "2", "--vacuum")
+    assert pruned["before"] == before
+    report = pruned["pruned"]
+    assert isinstance(report, dict) and report["threads"] == 1
+    # Every checkpoint a kept one replays its messages from stays: the answers still read.
+    after = cli_history(thread, capsys)
+    assert after[-1]["step"] == steps[-1]["step"]
+    known = cli("asof", thread, "--step", str(after[-1]["step"]))
+    assert {"order:1042", "shipment:1042"} <= set(known["facts"])  # type: ignore[arg-type]
+    cli("run", "Thanks!", "--thread", thread)  # the thread goes on
+
+
+def cli_history(thread: str, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    capsys.readouterr()
+    assert main(["history", thread, "--json"]) == 0
+    steps = json.loads(capsys.readouterr().out)
+    assert isinstance(steps, list)
+    return steps
