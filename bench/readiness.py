@@ -21,6 +21,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+ASK = ["Where is my order 1042?", "What is your return policy?", "Refund $120 on order 1001"]
+INPUTS = {"Interlock": [{"messages": [{"role": "user", "content": text}]} for text in ASK]}
+"""Interlock also gets a refund above the limit: its interrupt before the payment is checked."""
 TARGETS = {
     "Interlock": "langgraph.json",
     "langgraph-supervisor": "examples/readiness/supervisor_team.py:graph",
@@ -44,7 +47,7 @@ def _figures(report: Any) -> dict[str, str]:
     isolation = measured.get("resilience.isolation", [])
     return {
         "amplification": cell("resilience.amplification",
-                              f"{worst[1]['mean']:.1f} calls/request ({worst[0]})"
+                              f"{worst[1]['mean']:.1f} attempts per logical call ({worst[0]})"
                               if worst else "no call"),
         "breaking": cell("resilience.breaking",
                          f"{sum(breaking[:10])} calls in requests 1-10, "
@@ -73,7 +76,8 @@ async def main() -> None:
     rows, cards = [], {}
     for name, target in TARGETS.items():
         started = time.perf_counter()
-        card = await assess(target, hang_cap_s=args.hang_cap, isolation_cap_s=args.isolation_cap)
+        card = await assess(target, inputs=INPUTS.get(name), hang_cap_s=args.hang_cap,
+                            isolation_cap_s=args.isolation_cap)
         took = time.perf_counter() - started
         [report] = card.graphs
         cards[name] = card.to_json()

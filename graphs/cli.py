@@ -314,6 +314,11 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "assess":
         from graphs.assess import assess
+        from graphs.assess.intercept import guard_network
+
+        # For the life of this process: a worker thread of the assessed graph still retrying
+        # after the assessment (or while the loop shuts down) cannot reach the network.
+        guard_network().__enter__()
 
         inputs = None
         if args.input is not None:

@@ -201,12 +201,18 @@ def _amplification(prefix: str, raw: object) -> list[str]:
                f"calls by host: {hosts or 'none'}")
     by_host = _dict(data.get("by_host"))
     series = [_Series(str(host), _HOSTS[n % len(_HOSTS)],
-                      _values(_dict(figures).get("per_request")))
+                      _values(_dict(figures).get("per_logical_call")))
               for n, (host, figures) in enumerate(by_host.items())
-              if _dict(figures).get("per_request")]
+              if _dict(figures).get("per_logical_call")]
+    if series:
+        longest = max(len(one.values) for one in series)
+        series = [_Series(one.name, one.colour, [*one.values, *[None] * (longest - len(
+            one.values))]) for one in series]
+        return [_chart(f"{prefix}Retry amplification: attempts per logical call",
+                       "request that needed it", "attempts", _requests(longest), series,
+                       caption=caption)]
     return [_chart(f"{prefix}Retry amplification: calls per request", "request", "calls",
-                   _requests(len(calls)), series or [_Series("calls", _BLUE, calls)],
-                   caption=caption)]
+                   _requests(len(calls)), [_Series("calls", _BLUE, calls)], caption=caption)]
 
 
 def _breaking(prefix: str, raw: object) -> list[str]:
@@ -365,7 +371,8 @@ def _comparison(graphs: list[dict[str, Any]], areas: dict[str, str]) -> str:
     lates = zip(names, (f["late"] for f in figures), strict=True)
     caps = ", ".join(f"{name} {_fmt(late.at)} s" for name, late in lates
                      if isinstance(late, _NotBack) and math.isfinite(late.at))
-    specs = [("amp", "Retry amplification: calls per request (worst dependency)", "calls", ""),
+    specs = [("amp", "Retry amplification: attempts per logical call (worst dependency)",
+              "attempts", ""),
              ("break", "Circuit breaking: calls in the last half of the run", "calls", ""),
              ("late", "Deadlines: worst seconds to come back", "seconds",
               f"not back: drawn at the probe's cap ({caps})" if caps else ""),

@@ -1,24 +1,37 @@
-"""Fault probes: small runs of the assessed graph against failing or hanging dependencies.
+"""Fault probes: the assessed graph run against one failing or hanging dependency at a time.
 
 Every outbound call is answered in-process and counted (`graphs.assess.intercept`), so
-nothing leaves the machine. Backoffs are counted, not waited for: node retry policies are
-probed on a copy that barely waits, and the SDKs are told to retry after a millisecond.
+nothing leaves the machine. A dependency is taken down alone, the others answering as they do
+in the healthy baseline (the model scripted): so a tool behind a model is reached, and only the
+requests that needed it in the baseline are sent. Backoffs are counted, not waited for: node
+retry policies are probed on a copy that barely waits (subgraphs' too), and the SDKs are told
+to retry after a millisecond.
+
+Amplification is measured per logical call: the same call sent again (same method, URL and
+body) is a retry, and so is every call beyond what the same request made when all was well; a
+fan-out to three URLs is three logical calls, not a retry storm.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Sequence
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from graphs.assess.intercept import Call, Hang, Outbound, Reply, intercepted
-from graphs.assess.runs import Run, run_each, run_one
+from graphs.assess.intercept import Call, Hang, Intercepted, Outbound, Refused, Reply, intercepted
+from graphs.assess.runs import Run, run_one, run_routes
 from graphs.assess.scorecard import Finding, Status
-from graphs.assess.scripted import is_model_call
+from graphs.assess.scripted import healthy, is_model_call
 
-__all__ = ["amplification_finding", "breaking_finding", "hang_finding", "quick_retries",
-           "unavailable"]
+__all__ = ["Target", "amplification_finding", "breaking_finding", "faulty", "hang_finding",
+           "quick_retries", "refused", "session", "unavailable"]
+
+Answer = Callable[[Outbound], Reply | Hang | Refused]
+LONG_TIMEOUT_S = 60.0
+"""A client timeout above this bounds nothing a user would wait for."""
 
 
 def unavailable(call: Outbound) -> Reply:
@@ -29,10 +42,66 @@ def unavailable(call: Outbound) -> Reply:
                            "type": "server_error"}}, {"retry-after-ms": "1"}
 
 
+def refused(call: Outbound) -> Refused:
+    """The connection refused: a dependency that is down, as a transport error."""
+    return Refused()
+
+
+def faulty(host: str | None, fault: Answer) -> Answer:
+    """`fault` for `host` (every host, if None), the healthy answer for the others."""
+    if host is None:
+        return fault
+    return lambda call: fault(call) if call.host == host else healthy(call)
+
+
+@asynccontextmanager
+async def session(box: Intercepted | None) -> AsyncIterator[Intercepted]:
+    """`box`, or an interception session of its own for a probe run alone."""
+    if box is not None:
+        yield box
+        return
+    with intercepted() as own:
+        try:
+            yield own
+        finally:
+            await own.asettle()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """One dependency to take down: the graph to run, the routes that need it, what's normal."""
+
+    host: str
+    """The dependency."""
+    graph: Any
+    """The graph to probe it on (loaded afresh where the target allows)."""
+    routes: Sequence[int]
+    """The routes whose requests called it in the healthy baseline."""
+    inputs: Sequence[Any]
+    """Their requests, in the same order."""
+    healthy: Mapping[int, int] = field(default_factory=dict)
+    """Calls each route made to it in the healthy baseline."""
+    repeats: Mapping[int, int] = field(default_factory=dict)
+    """Of those, calls that repeated an earlier one (a poll loop's): not retries."""
+    before: int = 0
+    """Calls an earlier probe made to it on this same graph object (breakers may be open)."""
+
+
 def _in_nodes(calls: Sequence[Call], host: str) -> str:
     """` in node a, b`: the nodes that called `host` (empty when unknown)."""
     nodes = sorted({c.node for c in calls if c.host == host and c.node})
     return f" in node {', '.join(nodes)}" if nodes else ""
+
+
+def _node_spec(graph: Any, path: str) -> Any:
+    """The builder's spec of node `path` (`agent/tools`), if it can be found."""
+    spec = None
+    for part in path.split("/"):
+        spec = getattr(getattr(graph, "builder", None), "nodes", {}).get(part)
+        if spec is None:
+            return None
+        graph = spec.runnable
+    return spec
 
 
 def _retry_nodes(graph: Any, path: str) -> list[str]:
@@ -40,8 +109,7 @@ def _retry_nodes(graph: Any, path: str) -> list[str]:
     found: list[str] = []
     parts = path.split("/")
     for depth, part in enumerate(parts):
-        builder = getattr(graph, "builder", None)
-        spec = getattr(builder, "nodes", {}).get(part)
+        spec = getattr(getattr(graph, "builder", None), "nodes", {}).get(part)
         if spec is None:
             break
         policy = spec.retry_policy
@@ -53,45 +121,19 @@ def _retry_nodes(graph: Any, path: str) -> list[str]:
     return found
 
 
-def _amplification_fix(graph: Any, calls: Sequence[Call],
-                       by_host: dict[str, dict[str, Any]]) -> str:
-    """The changes that leave one retry layer: named clients and nodes."""
-    changes: list[str] = []
-    for host, figures in by_host.items():
-        if figures["worst"] <= 2:
-            continue
-        where = _in_nodes(calls, host)
-        if figures["sdk_retries"]:
-            model = any(is_model_call(c.path) for c in calls if c.host == host)
-            changes.append(f"set max_retries=0 on the client that calls {host}{where}"
-                           + (" (ChatOpenAI(max_retries=0))" if model else ""))
-        policies = sorted({n for c in calls if c.host == host and c.node
-                           for n in _retry_nodes(graph, c.node)})
-        if policies:
-            changes.append(f"remove the RetryPolicy of node {', '.join(policies)}")
-        if not figures["sdk_retries"] and not policies:
-            changes.append(f"retry the calls to {host}{where} at most once, from a retry "
-                           f"budget shared by every request")
-    return ("; ".join(dict.fromkeys(changes)) + "; then keep one retry layer, with a budget "
-            "and a breaker") if changes else ""
-
-
-def _deadline_fix(hung: Sequence[Call]) -> str:
-    """Timeouts on the clients and nodes whose calls were still hanging."""
-    hosts = sorted({c.host for c in hung})
-    nodes = sorted({c.node for c in hung if c.node})
-    named = "; ".join(f"give the client that calls {host}{_in_nodes(hung, host)} a timeout"
-                      + (" (ChatOpenAI(timeout=...))" if any(
-                          is_model_call(c.path) for c in hung if c.host == host)
-                         else " (httpx.AsyncClient(timeout=...))") for host in hosts)
-    return ((named + "; " if named else "give every client a timeout; ")
-            + "give the request a deadline"
-            + (f", or set timeout= on node {', '.join(nodes)}" if nodes else
-               ", or set timeout= on the nodes that call out"))
+def _async_node(graph: Any, path: str) -> bool:
+    """Whether node `path` runs async code (a node `timeout` applies to those only)."""
+    runnable = getattr(_node_spec(graph, path), "runnable", None)
+    if getattr(runnable, "builder", None) is not None:
+        return True  # a subgraph: LangGraph runs it async
+    function = getattr(runnable, "func", None)
+    if function is not None:
+        return inspect.iscoroutinefunction(function)
+    return getattr(runnable, "afunc", None) is not None
 
 
 def quick_retries(graph: Any) -> Any:
-    """A copy of `graph` whose node retry policies keep their attempts but barely wait."""
+    """A copy of `graph` whose node retry policies (subgraphs' too) barely wait."""
     nodes = {}
     for name, node in graph.nodes.items():
         policy = getattr(node, "retry_policy", None)
@@ -100,158 +142,324 @@ def quick_retries(graph: Any) -> Any:
             fast = [p._replace(initial_interval=0.001, max_interval=0.001, jitter=False)
                     for p in ([policy] if single else policy)]
             node = node.copy({"retry_policy": fast[0] if single else type(policy)(fast)})
+        bound = getattr(node, "bound", None)
+        if getattr(bound, "nodes", None) is not None and hasattr(bound, "copy"):
+            quick = quick_retries(bound)
+            node = node.copy({"bound": quick, "subgraphs": [quick]})
         nodes[name] = node
     return graph.copy(update={"nodes": nodes})
 
 
-async def _run_each(graph: Any, inputs: list[Any], tag: str, *, timeout_s: float,
-                    hang_s: float | None = None) -> tuple[list[Run], int]:
-    """Run each input against failing dependencies in turn (hanging ones: side by side).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Amplified:
+    host: str
+    requests: int
+    calls: int
+    firsts: int
+    logical: int
+    per_request: tuple[float, ...]
+    counts: tuple[int, ...]
+    calls_seen: tuple[Call, ...]
 
-    Returns each request's run, and how many non-httpx connections were stopped.
-    """
-    def hang(call: Outbound) -> Reply | Hang:
-        return Hang(float(hang_s or 0), then=unavailable(call))
+    @property
+    def worst(self) -> float:
+        return max(self.per_request, default=0.0)
 
-    with intercepted(unavailable if hang_s is None else hang) as box:
-        if hang_s is None:
-            runs = await run_each(graph, inputs, box, tag, timeout_s=timeout_s)
-        else:  # side by side: each waits for its own hung calls, not for the others'
-            runs = list(await asyncio.gather(*(
-                run_one(graph, given, box, route=n, tag=tag, timeout_s=timeout_s)
-                for n, given in enumerate(inputs))))
-    return runs, box.blocked
+    @property
+    def mean(self) -> float:
+        return sum(self.per_request) / len(self.per_request) if self.per_request else 0.0
+
+
+def _amplified(host: str, runs: Sequence[Run], healthy_calls: Mapping[int, int],
+               repeats: Mapping[int, int] | None = None) -> _Amplified | None:
+    per, counts, firsts, logical, seen = [], [], 0, 0, []
+    for run in runs:
+        mine = [c for c in run.calls if c.host == host]
+        if not mine:
+            continue
+        distinct = len({c.digest for c in mine})
+        normal = healthy_calls.get(run.route, 0)
+        again = len(mine) - (repeats or {}).get(run.route, 0)
+        # The same call sent again (beyond what the request repeated when all was well: a
+        # poll), or more calls than the same request sent when all was well.
+        per.append(max(max(again, distinct) / distinct, len(mine) / normal if normal else 0.0))
+        counts.append(len(mine))
+        firsts += sum(1 for c in mine if c.sdk_retry == 0)
+        logical += distinct
+        seen.extend(mine)
+    if not counts:
+        return None
+    return _Amplified(host=host, requests=len(counts), calls=sum(counts), firsts=firsts,
+                      logical=logical, per_request=tuple(per), counts=tuple(counts),
+                      calls_seen=tuple(seen))
+
+
+def _worse(found: Sequence[_Amplified]) -> list[_Amplified]:
+    """Per host, the worse of its measurements (503 or refused), in first-seen order."""
+    best: dict[str, _Amplified] = {}
+    for one in found:
+        if one.host not in best or one.worst > best[one.host].worst:
+            best[one.host] = one
+    return list(best.values())
+
+
+def _amplification_fix(graph: Any, found: Sequence[_Amplified]) -> str:
+    """The changes that leave one retry layer: named clients and nodes."""
+    changes: list[str] = []
+    for a in found:
+        if a.worst <= 2:
+            continue
+        where = _in_nodes(a.calls_seen, a.host)
+        if a.calls > a.firsts:
+            model = any(is_model_call(c.path) for c in a.calls_seen)
+            changes.append(f"set max_retries=0 on the client that calls {a.host}{where}"
+                           + (" (ChatOpenAI(max_retries=0))" if model else ""))
+        policies = sorted({n for c in a.calls_seen if c.node
+                           for n in _retry_nodes(graph, c.node)})
+        if policies:
+            changes.append(f"remove the RetryPolicy of node {', '.join(policies)}")
+        if a.firsts > a.logical and not policies:
+            changes.append(f"remove the retry loop around the calls to {a.host}{where} (the "
+                           f"node's own code or its tool's: tenacity, a for loop, polling)")
+    return ("; ".join(dict.fromkeys(changes)) + "; then keep one retry layer, with a budget "
+            "and a breaker") if changes else ""
+
+
+async def _runs_on(target: Target | None, graph: Any, inputs: Sequence[Any], box: Intercepted,
+                   tag: str, fault: Answer, timeout_s: float, count: int) -> list[Run]:
+    if target is None:
+        routes = list(range(len(inputs)))
+        async with box.phase(fault):
+            return await run_routes(graph, list(inputs), routes, box, tag, timeout_s=timeout_s)
+    routes = [target.routes[n % len(target.routes)] for n in range(count)]
+    given = [target.inputs[n % len(target.inputs)] for n in range(count)]
+    async with box.phase(faulty(target.host, fault)):
+        return await run_routes(target.graph, given, routes, box, tag, timeout_s=timeout_s)
 
 
 async def amplification_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                                 timeout_s: float = 30.0,
-                                measured: dict[str, Any] | None = None) -> Finding:
-    """Retry amplification: every dependency fails (503); the calls each request makes.
+                                measured: dict[str, Any] | None = None,
+                                box: Intercepted | None = None,
+                                targets: Sequence[Target] | None = None) -> Finding:
+    """Retry amplification: a dependency failing every call (503); calls per logical call.
 
-    `measured`, if given, gets the figures behind the finding (for charts).
+    With `targets`, each dependency is taken down alone, on its own graph, with the requests
+    that needed it; without, every dependency fails at once. `measured`, if given, gets the
+    figures behind the finding (for charts).
     """
-    done, blocked = await _run_each(graph, inputs, "amplification", timeout_s=timeout_s)
-    calls = [c for r in done for c in r.calls]
-    hosts = Counter(c.host for c in calls)
-    # Per dependency: a request that calls two dependencies once each amplifies nothing.
-    by_host: dict[str, dict[str, Any]] = {}
-    for host in hosts:
-        counts = [n for r in done if (n := sum(1 for c in r.calls if c.host == host))]
-        retried = sum(1 for c in calls if c.host == host and c.sdk_retry > 0)
-        by_host[host] = {"calls_per_request": counts, "sdk_retries": retried,
-                         "per_request": [sum(1 for c in r.calls if c.host == host)
-                                         for r in done],
-                         "first_attempts": sum(counts) - retried,
-                         "mean": sum(counts) / len(counts), "worst": max(counts)}
+    found: list[_Amplified] = []
+    blocked = 0
+    async with session(box) as live:
+        # Down two ways: answering 503, and refusing the connection (some clients and loops
+        # retry only one of them); the worse counts.
+        for fault in (unavailable, refused):
+            if targets:
+                for target in targets:
+                    runs = await _runs_on(target, graph, inputs, live, "amplification",
+                                          fault, timeout_s, len(inputs))
+                    if (one := _amplified(target.host, runs, target.healthy,
+                                          target.repeats)) is not None:
+                        found.append(one)
+            else:
+                runs = await _runs_on(None, graph, inputs, live, "amplification", fault,
+                                      timeout_s, len(inputs))
+                for host in dict.fromkeys(c.host for r in runs for c in r.calls):
+                    if (one := _amplified(host, runs, {})) is not None:
+                        found.append(one)
+        found = _worse(found)
+        blocked = live.blocked
+    check = f"{prefix}resilience.amplification"
+    title = "retry amplification under a failing dependency"
     if measured is not None:
-        measured[f"{prefix}resilience.amplification"] = {
-            "calls_per_request": [len(r.calls) for r in done],
-            "first_attempts": sum(h["first_attempts"] for h in by_host.values()),
-            "sdk_retries": sum(h["sdk_retries"] for h in by_host.values()),
-            "hosts": dict(hosts), "by_host": by_host}
-    runs = len(inputs)
-    stopped = (f"; {blocked} connections outside httpx were stopped and not counted"
-               if blocked else "")
-    if not hosts:
-        return Finding(id=f"{prefix}resilience.amplification", area="resilience",
-                       title="retry amplification under a failing dependency", status="n/a",
-                       evidence=f"{runs} requests made no outbound HTTP call: nothing to "
-                                f"amplify{stopped}",
-                       figure=0)
+        measured[check] = {
+            "calls_per_request": [n for a in found for n in a.counts],
+            "first_attempts": sum(a.firsts for a in found),
+            "sdk_retries": sum(a.calls - a.firsts for a in found),
+            "hosts": {a.host: a.calls for a in found},
+            "by_host": {a.host: {"calls_per_request": list(a.counts),
+                                 "per_logical_call": [round(p, 2) for p in a.per_request],
+                                 "mean": round(a.mean, 2), "worst": round(a.worst, 2),
+                                 "sdk_retries": a.calls - a.firsts, "first_attempts": a.firsts,
+                                 "logical_calls": a.logical} for a in found}}
+    stopped = (f"; {blocked} connections outside httpx and requests were stopped and not "
+               f"counted" if blocked else "")
+    if not found:
+        return Finding(id=check, area="resilience", title=title, status="n/a",
+                       evidence=f"{len(inputs)} requests made no outbound HTTP call: nothing "
+                                f"to amplify{stopped}", figure=0)
     said = []
-    for host, h in sorted(by_host.items(), key=lambda kv: -kv[1]["mean"]):
-        logical = len(h["calls_per_request"])
-        said.append(f"{host}: {sum(h['calls_per_request'])} calls from {logical} requests "
-                    f"({h['mean']:.1f} per request, at most {h['worst']}): "
-                    f"{h['first_attempts'] / logical:.1f} first attempts per request (the "
-                    f"graph's own tries: node retry policies, framework loops) x "
-                    f"{1 + h['sdk_retries'] / max(h['first_attempts'], 1):.1f} attempts each "
+    for a in sorted(found, key=lambda a: -a.worst):
+        sdk = a.calls / max(a.firsts, 1)
+        said.append(f"{a.host}: {a.calls} calls for {a.logical} logical calls in {a.requests} "
+                    f"requests ({a.mean:.1f} per logical call, at most {a.worst:.1f}): "
+                    f"{a.mean / sdk:.1f} first attempts per logical call (the graph's own "
+                    f"tries: node retry policies, framework loops) x {sdk:.1f} attempts each "
                     f"by the SDK")
-    worst = max(h["worst"] for h in by_host.values())
-    mean = max(h["mean"] for h in by_host.values())
-    # One call per request is no retry; two, one retry; beyond that a failing dependency is
-    # being flooded (three and four: one layer of retries; more: layers multiplying).
+    worst = max(a.worst for a in found)
+    # One attempt per logical call is no retry; two, one retry; beyond that a failing
+    # dependency is being flooded (three and four: one layer of retries; more: layers
+    # multiplying).
     status: Status = "pass" if worst <= 2 else ("warn" if worst <= 4 else "fail")
-    return Finding(
-        id=f"{prefix}resilience.amplification", area="resilience",
-        title="retry amplification under a failing dependency", status=status,
-        evidence=f"{runs} requests against dependencies failing every call (503); calls per "
-                 f"request that needed each: {'; '.join(said)}{stopped}",
-        figure=round(mean, 2),
-        fix="" if status == "pass" else _amplification_fix(graph, calls, by_host))
+    return Finding(id=check, area="resilience", title=title, status=status,
+                   evidence=("each dependency failing every call (503, then connection "
+                             "refused) in turn, the others up" if targets else
+                             "every dependency failing every call (503, then connection "
+                             "refused)")
+                   + f"; {'; '.join(said)}{stopped}",
+                   figure=round(max(a.mean for a in found), 2),
+                   fix="" if status == "pass" else _amplification_fix(
+                       targets[0].graph if targets else graph, found))
+
+
+def _stopped(counts: Sequence[int]) -> int | None:
+    """From which request on none called, if that covers the last quarter of the run."""
+    stopped_at = next((n for n in range(len(counts)) if not any(counts[n:])), None)
+    if stopped_at is not None and len(counts) - stopped_at < max(2, len(counts) // 4):
+        return None
+    return stopped_at
 
 
 async def breaking_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                            timeout_s: float = 30.0, called_before: int = 0,
-                           measured: dict[str, Any] | None = None) -> Finding:
+                           measured: dict[str, Any] | None = None,
+                           box: Intercepted | None = None,
+                           targets: Sequence[Target] | None = None,
+                           requests: int = 20) -> Finding:
     """Circuit breaking: with a dependency down, calls stop after a bound, or go on.
 
-    `called_before`: calls an earlier probe of the same graph made (its breakers may be open).
+    With `targets`, each dependency is taken down alone and sent `requests` requests that need
+    it; without, `inputs` run against every dependency failing. `called_before`: calls an
+    earlier probe of the same graph made (its breakers may be open).
     """
-    done, _ = await _run_each(graph, inputs, "breaking", timeout_s=timeout_s)
-    counts = [len(r.calls) for r in done]
-    calls = [c for r in done for c in r.calls]
+    per_host: dict[str, list[int]] = {}
+    before: dict[str, int] = {}
+    nodes: dict[str, str] = {}
+    async with session(box) as live:
+        if targets:
+            for target in targets:
+                runs = await _runs_on(target, graph, inputs, live, "breaking", unavailable,
+                                      timeout_s, requests)
+                per_host[target.host] = [sum(1 for c in r.calls if c.host == target.host)
+                                         for r in runs]
+                before[target.host] = target.before
+                nodes[target.host] = _in_nodes([c for r in runs for c in r.calls],
+                                               target.host)
+        else:
+            runs = await _runs_on(None, graph, inputs, live, "breaking", unavailable,
+                                  timeout_s, len(inputs))
+            per_host["every dependency"] = [len(r.calls) for r in runs]
+            before["every dependency"] = called_before
+            every = [c for r in runs for c in r.calls]
+            nodes["every dependency"] = "; ".join(
+                f"{h}{_in_nodes(every, h)}" for h in sorted({c.host for c in every}))
+    check, title = f"{prefix}resilience.breaking", "calls to a failing dependency stop"
     if measured is not None:
-        measured[f"{prefix}resilience.breaking"] = {"calls_per_request": counts,
-                                                    "called_before": called_before}
-    check = f"{prefix}resilience.breaking"
-    title = "calls to a failing dependency stop"
-    if not any(counts) and called_before:
-        return Finding(id=check, area="resilience", title=title, status="pass",
-                       evidence=f"the failing dependencies were called {called_before} times "
-                                f"by the amplification probe, then not once in {len(counts)} "
-                                f"requests: the calls had stopped", figure=0)
-    if not any(counts):
+        series = next(iter(per_host.values()), [])
+        measured[check] = {"calls_per_request": max(per_host.values(), key=sum, default=series),
+                           "called_before": sum(before.values()),
+                           "by_host": {h: list(c) for h, c in per_host.items()}}
+    if not per_host or not any(any(c) for c in per_host.values()):
+        if any(before.values()):
+            return Finding(id=check, area="resilience", title=title, status="pass",
+                           evidence=f"the failing dependencies were called "
+                                    f"{sum(before.values())} times by the amplification "
+                                    f"probe, then not once: the calls had stopped", figure=0)
         return Finding(id=check, area="resilience", title=title, status="n/a",
-                       evidence=f"{len(counts)} requests made no outbound HTTP call", figure=0)
-    tail = counts[len(counts) // 2:]
-    still = sum(1 for c in tail if c)
-    # Stopped: from some request on, none called it, for the last quarter of the run at least.
-    stopped_at = next((n for n in range(len(counts)) if not any(counts[n:])), None)
-    if stopped_at is not None and len(counts) - stopped_at < max(2, len(counts) // 4):
-        stopped_at = None
-    shown = ", ".join(str(c) for c in counts)
-    if stopped_at is not None:
+                       evidence=f"{sum(len(c) for c in per_host.values()) or len(inputs)} "
+                                f"requests made no outbound HTTP call", figure=0)
+    said, still_calling, worst = [], [], 0
+    status: Status = "pass"
+    for host, counts in per_host.items():
+        shown = ", ".join(str(c) for c in counts)
+        stopped_at = _stopped(counts)
+        if stopped_at is not None:
+            said.append(f"{host}: calls per request, in order: {shown}: after request "
+                        f"{stopped_at} no call reached it")
+            continue
+        tail = counts[len(counts) // 2:]
+        still = sum(1 for c in tail if c)
+        worst = max(worst, still)
+        said.append(f"{host}: calls per request, in order: {shown}: {still} of the last "
+                    f"{len(tail)} requests still called it, though it failed every call")
+        still_calling.append(host)
+        status = "fail" if still == len(tail) or status == "fail" else "warn"
+    if status == "pass":
+        first = max((_stopped(c) or 0) for c in per_host.values())
         return Finding(id=check, area="resilience", title=title, status="pass",
-                       evidence=f"calls per request, in order: {shown}: after request "
-                                f"{stopped_at} no call reached the failing dependency",
-                       figure=stopped_at)
-    return Finding(id=check, area="resilience", title=title,
-                   status="fail" if still == len(tail) else "warn",
-                   evidence=f"calls per request, in order: {shown}: {still} of the last "
-                            f"{len(tail)} requests still called the dependency that failed "
-                            f"every call", figure=still,
-                   fix="; ".join(
-                       f"put a circuit breaker around the calls to {host}{_in_nodes(calls, host)} "
-                       f"(pybreaker, or Interlock's governor)"
-                       for host in sorted({c.host for c in calls}))
+                       evidence="; ".join(said), figure=first)
+    return Finding(id=check, area="resilience", title=title, status=status,
+                   evidence="; ".join(said), figure=worst,
+                   fix="; ".join(f"put a circuit breaker around the calls to {h}"
+                                 f"{nodes.get(h, '')} (pybreaker, or Interlock's governor)"
+                                 for h in still_calling)
                    + ", so that once it is down requests fail fast instead of calling it again")
 
 
+def _deadline_fix(graph: Any, hung: Sequence[Call]) -> str:
+    """Timeouts on the clients and nodes whose calls were still hanging."""
+    parts = []
+    for host in sorted({c.host for c in hung}):
+        mine = [c for c in hung if c.host == host]
+        slowest = [c.timeout_s for c in mine]
+        now = ("none" if any(t is None for t in slowest)
+               else f"{max(t for t in slowest if t is not None):g} s")
+        model = any(is_model_call(c.path) for c in mine)
+        client = ("ChatOpenAI(timeout=...)" if model else
+                  "requests.get(..., timeout=...)" if mine[0].client == "requests" else
+                  "httpx.Client(timeout=...)" if mine[0].sync else
+                  "httpx.AsyncClient(timeout=...)")
+        parts.append(f"give the client that calls {host}{_in_nodes(mine, host)} a timeout "
+                     f"of a few seconds ({client}; now: {now})")
+    asynchronous = sorted({c.node for c in hung if c.node and _async_node(graph, c.node)})
+    tail = (f", or set timeout= on node {', '.join(asynchronous)}" if asynchronous else "")
+    return "; ".join(parts) + "; and give the request a deadline" + tail
+
+
 async def hang_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
-                       cap_s: float = 10.0, measured: dict[str, Any] | None = None) -> Finding:
+                       cap_s: float = 10.0, measured: dict[str, Any] | None = None,
+                       box: Intercepted | None = None,
+                       routes: Sequence[int] | None = None) -> Finding:
     """Timeouts and deadlines: every dependency hangs; how long until a request comes back."""
-    done, _ = await _run_each(graph, inputs, "hang", timeout_s=cap_s, hang_s=cap_s + 5)
+    async with session(box) as live:
+        def hang(call: Outbound) -> Reply | Hang:
+            return Hang(cap_s + 5, then=unavailable(call))
+
+        async with live.phase(hang):
+            chosen = list(routes) if routes is not None else list(range(len(inputs)))
+            # Side by side: each waits for its own hung calls, not for the others'.
+            done = list(await asyncio.gather(*(
+                run_one(graph, given, live, route=route, tag="hang", timeout_s=cap_s)
+                for given, route in zip(inputs, chosen, strict=True))))
     took = [float("inf") if r.seconds is None else r.seconds for r in done]
     if measured is not None:
         measured[f"{prefix}resilience.deadlines"] = {
             "seconds": [r.seconds for r in done], "cap_s": cap_s}
-    calls = sum(len(r.calls) for r in done)
+    calls = [c for r in done for c in r.calls]
     check, title = f"{prefix}resilience.deadlines", "a hanging dependency is cut off"
     if not calls and all(t != float("inf") for t in took):
         return Finding(id=check, area="resilience", title=title, status="n/a",
-                       evidence=f"{len(inputs)} requests made no outbound HTTP call (after "
-                                f"the other probes: a breaker they opened stops calls too)",
+                       evidence=f"{len(inputs)} requests made no outbound HTTP call",
                        figure=0)
-    stuck = sum(1 for t in took if t == float("inf"))
+    stuck = [r for r in done if r.seconds is None]
     worst = max((t for t in took if t != float("inf")), default=0.0)
-    if stuck:
-        return Finding(id=check, area="resilience", title=title, status="fail",
-                       evidence=f"with every dependency hanging, {stuck} of {len(took)} "
-                                f"requests had not come back after {cap_s:g} s (the probe's "
-                                f"cap)", figure=cap_s,
-                       fix=_deadline_fix([c for r in done if r.seconds is None
-                                          for c in r.calls]))
-    return Finding(id=check, area="resilience", title=title, status="pass",
-                   evidence=f"with every dependency hanging, every request came back within "
-                            f"{worst:.2f} s", figure=round(worst, 2))
+    if not stuck:
+        return Finding(id=check, area="resilience", title=title, status="pass",
+                       evidence=f"with every dependency hanging, every request came back "
+                                f"within {worst:.2f} s", figure=round(worst, 2))
+    hung = [c for r in stuck for c in r.calls]
+    limits = [c.timeout_s for c in hung]
+    unbounded = [c for c in hung if c.timeout_s is None or c.timeout_s > LONG_TIMEOUT_S]
+    bound = (f"; the calls left hanging had client timeouts of "
+             f"{', '.join(sorted({f'{t:g} s' if t is not None else 'none' for t in limits}))}"
+             if hung else "; no call was hanging: the graph itself did not come back")
+    status: Status = "fail" if unbounded or not hung else "warn"
+    evidence = (f"with every dependency hanging, {len(stuck)} of {len(done)} requests had not "
+                f"come back after {cap_s:g} s (the probe's cap){bound}"
+                + ("" if status == "fail" else
+                   f": every call was bounded, but {len(hung)} of them (retries included) in "
+                   f"{len(stuck)} requests add up past the cap; raise --hang-cap to see when "
+                   f"they come back"))
+    return Finding(id=check, area="resilience", title=title, status=status, evidence=evidence,
+                   figure=cap_s, fix=_deadline_fix(graph, hung or calls))
+

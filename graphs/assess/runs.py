@@ -11,7 +11,7 @@ from typing import Any
 
 from graphs.assess.intercept import Call, Intercepted, request_scope
 
-__all__ = ["Run", "Write", "run_each", "run_one"]
+__all__ = ["Run", "Write", "run_each", "run_one", "run_routes"]
 
 _IDS = count(1)
 RECURSION_LIMIT = 50
@@ -30,6 +30,8 @@ class Write:
     keys: tuple[str, ...]
     failed: bool = False
     """The task raised: what it would have written is unknown."""
+    interrupted: bool = False
+    """The task stopped at an `interrupt()`."""
 
 
 @dataclass(slots=True)
@@ -74,7 +76,8 @@ async def _observe(graph: Any, given: Any, config: dict[str, Any], run: Run) -> 
         run.writes.append(Write(graph=_graph_path(namespace), scope="|".join(namespace),
                                 step=int(chunk.get("step", 0)),
                                 node=str(payload.get("name", "")), keys=keys,
-                                failed=bool(payload.get("error"))))
+                                failed=bool(payload.get("error")),
+                                interrupted=bool(payload.get("interrupts"))))
 
 
 async def run_one(graph: Any, given: Any, box: Intercepted, *, route: int, tag: str,
@@ -116,3 +119,11 @@ async def run_each(graph: Any, inputs: Sequence[Any], box: Intercepted, tag: str
     """Run each input in turn, input `n` as route `n`."""
     return [await run_one(graph, given, box, route=n, tag=tag, timeout_s=timeout_s,
                           observe=observe) for n, given in enumerate(inputs)]
+
+
+async def run_routes(graph: Any, inputs: Sequence[Any], routes: Sequence[int],
+                     box: Intercepted, tag: str, *, timeout_s: float,
+                     observe: bool = False) -> list[Run]:
+    """Run each input in turn, input `n` as route `routes[n]`."""
+    return [await run_one(graph, given, box, route=route, tag=tag, timeout_s=timeout_s,
+                          observe=observe) for given, route in zip(inputs, routes, strict=True)]

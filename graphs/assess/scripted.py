@@ -11,12 +11,15 @@ Any other host is answered 200 with a small JSON object.
 
 from __future__ import annotations
 
+import collections.abc
 import json
+import types
+import typing
 from typing import Any
 
 from graphs.assess.intercept import Outbound, Reply
 
-__all__ = ["MODEL_PATHS", "healthy", "is_model_call", "sample", "scripted_model"]
+__all__ = ["MODEL_PATHS", "healthy", "is_model_call", "sample", "sample_type", "scripted_model"]
 
 MODEL_PATHS = ("/chat/completions", "/completions", "/embeddings", "/responses", "/messages")
 """URL path endings of model APIs (OpenAI-compatible, and Anthropic's messages)."""
@@ -30,8 +33,12 @@ def is_model_call(path: str) -> bool:
     return path.rstrip("/").endswith(MODEL_PATHS)
 
 
-def sample(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0) -> Any:
-    """A small value that validates against a JSON schema (as far as its types say)."""
+def sample(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0, *,
+           every: bool = False) -> Any:
+    """A small value that validates against a JSON schema (as far as its types say).
+
+    `every`: fill the top object's optional properties too (a graph's input).
+    """
     if not isinstance(schema, dict) or depth > 8:
         return None
     defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
@@ -52,7 +59,7 @@ def sample(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0) -> A
         kind = next((k for k in kind if k != "null"), None)
     if kind == "object" or "properties" in schema:
         properties: dict[str, Any] = schema.get("properties") or {}
-        required = schema.get("required", list(properties))
+        required = list(properties) if every else schema.get("required", list(properties))
         return {name: sample(sub, defs, depth + 1) for name, sub in properties.items()
                 if name in required}
     if kind == "array":
@@ -68,6 +75,49 @@ def sample(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0) -> A
         return "probe" if "format" not in schema else {
             "date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01",
             "uri": "http://probe.example/"}.get(str(schema["format"]), "probe")
+    return None
+
+
+def sample_type(hint: Any, depth: int = 0) -> Any:
+    """A small value of a Python type (a list gets two items, so a fan-out over it fans)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return sample_type(args[0], depth)
+    if depth > 6 or hint is Any:
+        return "probe"
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return sample_type(options[0], depth + 1) if options else None
+    if origin is typing.Literal:
+        return args[0]
+    if origin in (list, tuple, set, frozenset, collections.abc.Sequence):
+        item = sample_type(args[0], depth + 1) if args else "probe"
+        return [item, item]
+    if origin in (dict, collections.abc.Mapping):
+        return {}
+    if isinstance(hint, type):
+        if issubclass(hint, bool):
+            return False
+        if issubclass(hint, int):
+            return 1
+        if issubclass(hint, float):
+            return 1.0
+        if issubclass(hint, str):
+            return "probe"
+        fields = _fields(hint)
+        if fields is not None:
+            return {name: sample_type(sub, depth + 1) for name, sub in fields.items()}
+    return "probe"
+
+
+def _fields(hint: type) -> dict[str, Any] | None:
+    """The annotated fields of a TypedDict, dataclass or pydantic model (None otherwise)."""
+    if typing.is_typeddict(hint) or hasattr(hint, "__dataclass_fields__") or hasattr(
+            hint, "model_fields"):
+        try:
+            return typing.get_type_hints(hint, include_extras=True)
+        except Exception:  # annotations that do not resolve
+            return dict(getattr(hint, "__annotations__", {}))
     return None
 
 

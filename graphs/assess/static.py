@@ -37,7 +37,15 @@ def _function(node: Any) -> Any:
     return runnable if inspect.isfunction(runnable) else None
 
 
+def _source(function: Any) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
 def _returns_command(node: Any) -> bool:
+    """Whether a node routes with `Command`: by its return annotation, or by its code."""
     function = _function(node)
     if function is None:
         return False
@@ -46,7 +54,7 @@ def _returns_command(node: Any) -> bool:
     except Exception:  # an annotation that does not resolve: read it as text
         hint = getattr(function, "__annotations__", {}).get("return")
     text = str(hint)
-    return hint is Command or "Command" in text
+    return hint is Command or "Command" in text or "Command(" in _source(function)
 
 
 def _routes(builder: StateGraph[Any, Any, Any, Any]
@@ -82,12 +90,9 @@ def _is_handler(spec: Any) -> bool:
 
 
 def _sends(spec: Any) -> bool:
-    """Whether a node's own code sends work out in parallel (`Send`)."""
+    """Whether a node's own code, or a routing function, sends work out in parallel (`Send`)."""
     function = _function(spec)
-    try:
-        return function is not None and "Send(" in inspect.getsource(function)
-    except (OSError, TypeError):
-        return False
+    return function is not None and "Send(" in _source(function)
 
 
 def _reachable(succ: Mapping[str, set[str]]) -> set[str]:
@@ -137,6 +142,8 @@ def _fan_out(builder: StateGraph[Any, Any, Any, Any]) -> list[str]:
     """Nodes after which several nodes run in the same step: two static edges, or `Send`."""
     fans = set(parallel_groups(builder))
     fans |= {n for n, spec in builder.nodes.items() if _sends(spec)}
+    fans |= {source for source, branches in builder.branches.items()
+             for branch in branches.values() if _sends(branch.path)}
     return sorted(fans)
 
 
@@ -162,9 +169,21 @@ def static_findings(graph: Pregel[Any, Any, Any, Any], prefix: str = "") -> list
     """Every static finding on `graph` and, recursively, its subgraphs."""
     builder = getattr(graph, "builder", None)
     if not isinstance(builder, StateGraph):
+        saver = graph.checkpointer
         return [Finding(id=f"{prefix}ordering.structure", area="ordering",
                         title="graph structure", status="n/a",
-                        evidence="not built with StateGraph: its structure cannot be read")]
+                        evidence="not built with StateGraph (the functional API, or a graph "
+                                 "of its own): its routes cannot be read, only run"),
+                Finding(id=f"{prefix}state.checkpointer", area="state",
+                        title="runs are checkpointed",
+                        status="pass" if saver is not None else "warn",
+                        evidence=f"compiled with {type(saver).__name__}"
+                        if saver not in (None, True, False) else
+                        "compiled without a checkpointer: no history, resume or replay unless "
+                        "a server provides one",
+                        fix="" if saver is not None else "pass checkpointer= to @entrypoint "
+                                                         "or compile(), or serve it on a "
+                                                         "LangGraph server that provides one")]
     own = [n for n, spec in builder.nodes.items() if not _is_handler(spec)]
     succ, open_branches, open_commands = _routes(builder)
     open_routes = [*open_branches, *open_commands]
@@ -202,12 +221,12 @@ def static_findings(graph: Pregel[Any, Any, Any, Any], prefix: str = "") -> list
             "undeclared routes may lead anywhere: reachability cannot be read")
     cycle = _cycle(succ)
     add("ordering.cycles", "ordering", "cycles are bounded",
-        "warn" if cycle else "pass",
+        "warn" if cycle else ("pass" if declared else "n/a"),
         f"cycle {' -> '.join(cycle)}: nothing the graph declares ends it but the recursion "
         f"limit ({DEFAULT_RECURSION_LIMIT} steps by default); a bound in the nodes' own code "
         f"(a hop counter) is not visible here" if cycle
         else "no cycle among the declared routes" + ("" if declared else
-                                                     " (undeclared routes not counted)"),
+                                                     "; undeclared routes may loop"),
         fix="bound the loop in state (a hop counter the router checks) and set an explicit "
             "recursion_limit" if cycle else "")
     fans, shared = _fan_out(builder), last_value_keys(graph.channels)

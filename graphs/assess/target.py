@@ -1,12 +1,15 @@
 """What `interlock assess` assesses: `file.py:attr`, `package.module:attr` or a langgraph.json.
 
 The attribute may be a compiled graph, a `StateGraph` (compiled here, as its owner would), or a
-function returning either (called with no arguments, or with an empty config when it takes
-one, as the LangGraph server calls a graph factory).
+function returning either, sync or async (called with no arguments, or with a config holding an
+empty `configurable` when it takes one, as the LangGraph server calls a graph factory). A file's
+folder stays on `sys.path`, so its nodes' own imports of sibling modules work when they run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import importlib
 import importlib.util
 import inspect
@@ -33,21 +36,29 @@ def _module(spec: str) -> Any:
         if loader is None or loader.loader is None:
             raise InputError(f"Cannot load {spec} as a Python module.", field="target")
         module = importlib.util.module_from_spec(loader)
-        sys.path.insert(0, str(path.parent))
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
         try:
             sys.modules[name] = module
             loader.loader.exec_module(module)
         except Exception as exc:  # their module failed to load: say so, no traceback
             raise InputError(f"Loading {spec} failed: {type(exc).__name__}: {exc}.",
                              field="target") from None
-        finally:
-            sys.path.remove(str(path.parent))
         return module
     try:
         return importlib.import_module(spec)
     except Exception as exc:
         raise InputError(f"Cannot import {spec}: {type(exc).__name__}: {exc}.",
                          field="target") from None
+
+
+def _await(made: Any) -> Any:
+    """An async factory's graph, built on a loop of its own (the caller's may be running)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        async def build() -> Any:
+            return await made
+
+        return pool.submit(asyncio.run, build()).result()
 
 
 def _graph(value: Any, where: str) -> Pregel[Any, Any, Any, Any]:
@@ -61,13 +72,12 @@ def _graph(value: Any, where: str) -> Pregel[Any, Any, Any, Any]:
                  if p.default is inspect.Parameter.empty
                  and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         try:
-            made = value({}) if takes else value()
+            made = value({"configurable": {}}) if takes else value()
+            if inspect.isawaitable(made):
+                made = _await(made)
         except Exception as exc:
             raise InputError(f"{where} failed to build the graph: {type(exc).__name__}: "
                              f"{exc}.", field="target") from None
-        if inspect.isawaitable(made):
-            raise InputError(f"{where} is an async factory; give the graph itself.",
-                             field="target")
         if isinstance(made, Pregel | StateGraph):
             return _graph(made, where)
     raise InputError(f"{where} is not a LangGraph graph, a StateGraph, or a function that "

@@ -49,7 +49,7 @@ async def test_amplification_is_measured_layer_by_layer(
     assert (found.figure, found.status) == (calls, status), found.evidence
     assert "model.example" in found.evidence
     first = node or 1
-    assert f"{first:.1f} first attempts per request" in found.evidence
+    assert f"{first:.1f} first attempts per logical call" in found.evidence
     assert f"x {calls / first:.1f} attempts each by the SDK" in found.evidence
 
 
@@ -63,7 +63,8 @@ async def test_a_graph_without_calls_is_not_applicable_and_nothing_leaves() -> N
     builder.add_node("raw", raw)
     builder.add_edge(START, "raw")
     found = await amplification_finding(builder.compile(), [ASK] * 2)
-    assert found.status == "n/a" and "2 connections outside httpx were stopped" in found.evidence
+    assert found.status == "n/a"
+    assert "4 connections outside httpx and requests were stopped" in found.evidence  # 2 x 2 faults
 
 
 async def test_the_interceptor_restores_everything() -> None:

@@ -158,7 +158,8 @@ def test_several_graphs_are_compared_side_by_side() -> None:
     assert table.count("<tr>") == 1 + len({c for c, _, _ in INTERLOCK + REACT})
     assert "<td>—</td>" in table  # a check only one graph has
     assert page.count("<svg") == 4 + 2 * CHARTS
-    for title in ("calls per request (worst dependency)", "calls in the last half of the run",
-                  "worst seconds to come back", "requests hurt"):
+    for title in ("attempts per logical call (worst dependency)",
+                  "calls in the last half of the run", "worst seconds to come back",
+                  "requests hurt"):
         assert title in page
     assert "not back: drawn at the probe&#x27;s cap (react 2 s)" in page
