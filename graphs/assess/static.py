@@ -283,6 +283,23 @@ def static_findings(graph: Pregel[Any, Any, Any, Any], prefix: str = "") -> list
         fix="" if saver is not None else "compile with a checkpointer (AsyncSqliteSaver or "
                                          "AsyncPostgresSaver), or serve it on a LangGraph "
                                          "server that provides one")
+    if not prefix:  # a subgraph runs with its parent's durability
+        durability = ((getattr(graph, "config", None) or {}).get("configurable") or {}).get(
+            "__pregel_durability")
+        mode = durability or "async"
+        add("state.durability", "state", "every step is durable before the next",
+            "n/a" if saver is False else ("pass" if mode == "sync" else "warn"),
+            f"runs default to durability={mode!r}"
+            + (" (set on the graph)" if durability else " (LangGraph's default; a caller may pass "
+                                                        "durability= per run)")
+            + {"sync": ": each checkpoint is written before the next step starts",
+               "async": ": a checkpoint is written while the next step runs, so a crash can lose "
+                        "the last step, and a side effect made in it is made again on resume",
+               "exit": ": nothing is written until the run ends, so a crash loses the whole run "
+                       "and every side effect in it is made again"}.get(mode, ""),
+            fix="" if mode == "sync" else "run it with durability=\"sync\" (graph.ainvoke(..., "
+                                          "durability=\"sync\"), or the run's durability on a "
+                                          "LangGraph server) where steps have side effects")
     before = list(getattr(graph, "interrupt_before_nodes", []) or [])
     after = list(getattr(graph, "interrupt_after_nodes", []) or [])
     add("state.interrupts", "state", "human checkpoints are declared", "n/a" if not (

@@ -216,3 +216,13 @@ def test_the_cli_prints_one_object_and_exits_2_on_a_bad_target(
     broken.write_text("raise RuntimeError('boom')\n")
     assert main(["assess", f"{broken}:graph"]) == 2
     assert "boom" in capsys.readouterr().err
+
+
+def test_durability_is_read_from_the_graph() -> None:
+    default = finding(chain("a").compile(), "state.durability")
+    assert default.status == "warn" and "durability='async'" in default.evidence
+    assert 'durability="sync"' in default.fix
+    durable = chain("a").compile().with_config(configurable={"__pregel_durability": "sync"})
+    assert finding(durable, "state.durability").status == "pass"
+    ending = chain("a").compile().with_config(configurable={"__pregel_durability": "exit"})
+    assert "crash loses the whole run" in finding(ending, "state.durability").evidence
