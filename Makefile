@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Aegra's own environment (Python 3.12), for the replicas of `make cluster` and their tests.
+PYTHON312 ?= $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python)),$(shell command -v python3.12))
+AEGRA := .aegra-venv
+AEGRA_STAMP := $(AEGRA)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench serve lock clean
+.PHONY: install demo test lint typecheck unit bench serve lock clean cluster cluster-down cluster-install
 
 # `make serve` on a free local port (or PORT=8123 make serve); analytics and version checks off.
 PORT ?= $(shell $(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -21,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/interlock demo
 
 # Everything: lint (ruff and the layers contract), mypy --strict, every test.
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(AEGRA_STAMP) lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -55,4 +59,25 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .interlock .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AEGRA) .interlock .mypy_cache .pytest_cache .ruff_cache
+
+# Several replicas on Aegra, Postgres and Redis: `make cluster REPLICAS=3 PORT=8300`.
+REPLICAS ?= 3
+
+$(AEGRA_STAMP): cluster/requirements.txt cluster/constraints.txt pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "Aegra needs Python 3.12 (pyenv install 3.12)"; exit 2; }
+	$(PYTHON312) -m venv $(AEGRA)
+	$(AEGRA)/bin/python -m pip install --quiet --disable-pip-version-check -c cluster/constraints.txt -r cluster/requirements.txt -e .
+	touch $(AEGRA_STAMP)
+
+cluster-install: $(AEGRA_STAMP)
+
+cluster: $(STAMP) $(AEGRA_STAMP)
+	@test -s "$${INTERLOCK_CLUSTER_HOME:-.interlock/cluster}/api-keys.json" || { \
+	  mkdir -p "$${INTERLOCK_CLUSTER_HOME:-.interlock/cluster}"; \
+	  echo "No API keys yet: creating a staff key (store it; it is shown only once):"; \
+	  INTERLOCK_HOME="$${INTERLOCK_CLUSTER_HOME:-.interlock/cluster}" $(BIN)/interlock keys add --staff --label "make cluster"; }
+	$(BIN)/python -m graphs.cluster up --replicas $(REPLICAS) --port $(if $(filter command line,$(origin PORT)),$(PORT),8300)
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m graphs.cluster down

@@ -54,7 +54,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN = frozenset({"/", "/ok", "/info", "/docs", "/openapi.json", "/metrics"})
+_A_THREAD = re.compile(r"^/threads/(?!(?:search|count)(?:/|$))([^/]+)(?:/|$)")
+"""A path about one thread (`/threads/search` and `/threads/count` are not)."""
+OPEN = frozenset({"/", "/ok", "/info", "/docs", "/openapi.json", "/metrics",
+                  "/health", "/ready", "/live"})
 """Paths anyone may read: health, version and API docs, server-wide metrics."""
 _THREAD_RUN = re.compile(r"^/threads/([^/]+)/runs(?:/(wait|stream))?$")
 _STATELESS_RUN = re.compile(r"^/runs(?:/(wait|stream|batch))?$")
@@ -155,6 +158,9 @@ class Edge:
     async def _admit(self, scope: Scope, caller: _Caller, body: bytes, settings: Settings,
                      limiter: ActorLimiter, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
+        if not caller.staff and (named := _A_THREAD.match(path)):
+            await self._owned(scope, caller, named.group(1), creates=method == "POST" and bool(
+                _THREAD_RUN.match(path)) and _creates(body))
         if method != "POST":
             await self.app(scope, _replayed(body, receive), send)
             return
@@ -213,6 +219,26 @@ class Edge:
                     started.append((str(run["thread_id"]), str(run["run_id"])))
         for thread_id, run_id in started:
             limiter.background(caller.identity, caller.kind, thread_id, run_id)
+
+    async def _owned(self, scope: Scope, caller: _Caller, thread_id: str, *,
+                     creates: bool) -> None:
+        """A customer's request on a thread that is not theirs: not found, like no thread.
+
+        The server's auth rules say the same; this holds also on a server that applies them to
+        some routes only (Aegra reads a thread's state without them). A run that creates its
+        thread (`if_not_exists="create"`) may name one that does not exist yet.
+        """
+        status, thread = await _subrequest(self.app, scope, "GET", f"/threads/{thread_id}")
+        if status == 404 and creates:
+            return  # the run creates it, owned by the caller (the auth rules see to that)
+        if status == 404:  # not theirs (the server's rules hid it), or no such thread
+            raise _Refused(404, f"thread {thread_id} not found", code="not_found")
+        if status != 200:
+            return  # the server answers the request itself
+        metadata = (thread.get("metadata") if isinstance(thread, dict) else None) or {}
+        owner = metadata.get("actor") or metadata.get("owner")
+        if owner != caller.identity:
+            raise _Refused(404, f"thread {thread_id} not found", code="not_found")
 
     def _check_run(self, payload: Any, caller: _Caller, settings: Settings) -> None:
         if not isinstance(payload, dict):
@@ -289,7 +315,7 @@ class Edge:
             if caller.staff:
                 patched, thread = await _subrequest(
                     self.app, scope, "PATCH", f"/threads/{new_id}",
-                    {"metadata": {"owner": caller.identity}})
+                    {"metadata": {"owner": caller.identity, "actor": caller.identity}})
                 if 200 <= patched < 300 and isinstance(thread, dict):
                     copied = thread
         headers = [(k, v) for k, v in start.get("headers") or []
@@ -376,6 +402,12 @@ async def _captured(app: ASGIApp, scope: Scope, receive: Receive, send: Send | N
         return status, json.loads(b"".join(chunks) or b"null") if keep else None
     except ValueError:
         return status, None
+
+
+def _creates(body: bytes) -> bool:
+    """Whether a run request asks to create its thread if there is none."""
+    payload = _json(body) if body else None
+    return isinstance(payload, dict) and payload.get("if_not_exists") == "create"
 
 
 async def _subrequest(app: ASGIApp, scope: Scope, method: str, path: str,

@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,11 +90,17 @@ def identity_of(entry: ApiKey) -> str:
     return f"customer:{entry.actor['customer_id']}"
 
 
-def presented_key(headers: dict[bytes, bytes]) -> str | None:
-    """The key a request presents: `x-api-key`, or `Authorization: Bearer <key>`."""
-    if key := headers.get(b"x-api-key"):
-        return key.decode("latin-1").strip() or None
-    value = headers.get(b"authorization", b"").decode("latin-1").strip()
+def presented_key(headers: Mapping[Any, Any]) -> str | None:
+    """The key a request presents: `x-api-key`, or `Authorization: Bearer <key>`.
+
+    Headers as bytes (the LangGraph server, ASGI) or as text (Aegra), any case.
+    """
+    found = {(k.decode("latin-1") if isinstance(k, bytes) else str(k)).lower():
+             (v.decode("latin-1") if isinstance(v, bytes) else str(v))
+             for k, v in headers.items()}
+    if key := found.get("x-api-key", "").strip():
+        return key
+    value = found.get("authorization", "").strip()
     if value.lower().startswith("bearer "):
         return value[7:].strip() or None
     return None

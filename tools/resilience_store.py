@@ -213,10 +213,15 @@ class RedisStore:
     remote = True
 
     def __init__(self, url: str, *, namespace: str = "interlock") -> None:
+        """`url` may end `?prefix=NAME`: every key then starts with NAME (a cluster's own)."""
         import redis
 
-        self._client = redis.Redis.from_url(url, socket_timeout=0.5,
-                                            socket_connect_timeout=0.5)
+        base, _, query = url.partition("?")
+        params = dict(part.partition("=")[::2] for part in query.split("&") if part)
+        namespace = params.pop("prefix", namespace)
+        rest = "&".join(f"{k}={v}" for k, v in params.items())
+        self._client = redis.Redis.from_url(f"{base}?{rest}" if rest else base,
+                                            socket_timeout=0.5, socket_connect_timeout=0.5)
         self._namespace = namespace
         self.name = url.split("@")[-1]
 

@@ -108,7 +108,7 @@ def viewer_of(request: RequestInfo) -> Actor:
 
 
 def server_owner(config: RunnableConfig | None = None) -> Actor | None:
-    """The thread's owner as the LangGraph server records it (`owner` in the run's metadata).
+    """The thread's owner as the server records it (`actor`, or `owner`, in the run's metadata).
 
     The server's auth handler sets it when a run creates a thread and otherwise leaves the
     thread's own, so a graph learns whose thread it runs in even before its first request
@@ -116,7 +116,9 @@ def server_owner(config: RunnableConfig | None = None) -> Actor | None:
     """
     if config is None:
         config = _config()
-    owner = (config.get("metadata") or {}).get("owner")
+    metadata = config.get("metadata") or {}
+    # `actor` where the server writes `owner` itself (Aegra: see graphs/auth.py).
+    owner = metadata.get("actor") or metadata.get("owner")
     if not isinstance(owner, str):
         return None
     kind, _, rest = owner.partition(":")
