@@ -205,11 +205,13 @@ async def _probe(graph: Any, fresh: Fresh, given: list[Any], findings: list[Find
             breaking = await breaking_finding(
                 _probe_copy(again()), [route(n) for n in range(BREAKER_REQUESTS)],
                 measured=measured, box=box)
-        callers = [r.route for r in runs if r.calls][:HANG_REQUESTS] or list(
-            range(min(HANG_REQUESTS, len(runs))))
+        # Each dependency hangs in turn (one request each, side by side), the others up:
+        # what is behind a model is reached too.
+        hanging: list[str | None] = [*needs] or [None] * min(HANG_REQUESTS, len(runs))
+        callers = [needs[h][0] if h else n for n, h in enumerate(hanging)]
         deadlines = await hang_finding(_probe_copy(again()), [route(r) for r in callers],
-                                       routes=callers, cap_s=hang_cap_s, measured=measured,
-                                       box=box)
+                                       routes=callers, hosts=hanging, cap_s=hang_cap_s,
+                                       measured=measured, box=box)
         isolation, outcomes = await isolation_finding(_probe_copy(again()), runs, route,
                                                       cap_s=isolation_cap_s, box=box)
     measured["resilience.isolation"] = [

@@ -15,6 +15,7 @@ fan-out to three URLs is three logical calls, not a retry storm.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -213,7 +214,8 @@ def _amplification_fix(graph: Any, found: Sequence[_Amplified]) -> str:
         if a.calls > a.firsts:
             model = any(is_model_call(c.path) for c in a.calls_seen)
             changes.append(f"set max_retries=0 on the client that calls {a.host}{where}"
-                           + (" (ChatOpenAI(max_retries=0))" if model else ""))
+                           + (" (ChatOpenAI(max_retries=0), or the OpenAI client's own)"
+                              if model else ""))
         policies = sorted({n for c in a.calls_seen if c.node
                            for n in _retry_nodes(graph, c.node)})
         if policies:
@@ -405,7 +407,7 @@ def _deadline_fix(graph: Any, hung: Sequence[Call]) -> str:
         now = ("none" if any(t is None for t in slowest)
                else f"{max(t for t in slowest if t is not None):g} s")
         model = any(is_model_call(c.path) for c in mine)
-        client = ("ChatOpenAI(timeout=...)" if model else
+        client = ("ChatOpenAI(timeout=...), or the OpenAI client's own" if model else
                   "requests.get(..., timeout=...)" if mine[0].client == "requests" else
                   "httpx.Client(timeout=...)" if mine[0].sync else
                   "httpx.AsyncClient(timeout=...)")
@@ -416,50 +418,75 @@ def _deadline_fix(graph: Any, hung: Sequence[Call]) -> str:
     return "; ".join(parts) + "; and give the request a deadline" + tail
 
 
+_HANGING: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "interlock_assess_hanging", default=None)
+"""The dependency the probe request in progress has hanging (None: every one)."""
+
+
+def _hangs(call: Outbound) -> Reply | Hang:
+    """The request's own dependency hangs (every one, when it names none); the rest is up."""
+    host = _HANGING.get()
+    if host is None or call.host == host:
+        return Hang(LONG_TIMEOUT_S * 10, then=unavailable(call))
+    return healthy(call)
+
+
+async def _hung(graph: Any, given: Any, box: Intercepted, *, route: int, host: str | None,
+                cap_s: float) -> Run:
+    _HANGING.set(host)  # this task's own context: inherited by what the run starts
+    return await run_one(graph, given, box, route=route, tag="hang", timeout_s=cap_s)
+
+
 async def hang_finding(graph: Any, inputs: list[Any], *, prefix: str = "",
                        cap_s: float = 10.0, measured: dict[str, Any] | None = None,
                        box: Intercepted | None = None,
-                       routes: Sequence[int] | None = None) -> Finding:
-    """Timeouts and deadlines: every dependency hangs; how long until a request comes back."""
-    async with session(box) as live:
-        def hang(call: Outbound) -> Reply | Hang:
-            return Hang(cap_s + 5, then=unavailable(call))
+                       routes: Sequence[int] | None = None,
+                       hosts: Sequence[str | None] | None = None) -> Finding:
+    """Timeouts and deadlines: a dependency hangs; how long until a request comes back.
 
-        async with live.phase(hang):
-            chosen = list(routes) if routes is not None else list(range(len(inputs)))
-            # Side by side: each waits for its own hung calls, not for the others'.
-            done = list(await asyncio.gather(*(
-                run_one(graph, given, live, route=route, tag="hang", timeout_s=cap_s)
-                for given, route in zip(inputs, chosen, strict=True))))
-    took = [float("inf") if r.seconds is None else r.seconds for r in done]
+    `hosts[n]` is the dependency request `n` has hanging, the others answering as when all
+    is well (so a tool behind a model is reached); None, or no `hosts`: every dependency.
+    """
+    chosen = list(routes) if routes is not None else list(range(len(inputs)))
+    hanging = list(hosts) if hosts is not None else [None] * len(inputs)
+    async with session(box) as live, live.phase(_hangs):
+        # Side by side: each waits for its own hung calls, not for the others'.
+        done = list(await asyncio.gather(*(
+            asyncio.create_task(_hung(graph, given, live, route=route, host=host,
+                                      cap_s=cap_s))
+            for given, route, host in zip(inputs, chosen, hanging, strict=True))))
     if measured is not None:
         measured[f"{prefix}resilience.deadlines"] = {
-            "seconds": [r.seconds for r in done], "cap_s": cap_s}
-    calls = [c for r in done for c in r.calls]
+            "seconds": [r.seconds for r in done], "cap_s": cap_s,
+            "hanging": [h or "every dependency" for h in hanging]}
     check, title = f"{prefix}resilience.deadlines", "a hanging dependency is cut off"
-    if not calls and all(t != float("inf") for t in took):
+    if not any(r.calls for r in done) and all(r.seconds is not None for r in done):
         return Finding(id=check, area="resilience", title=title, status="n/a",
                        evidence=f"{len(inputs)} requests made no outbound HTTP call",
                        figure=0)
-    stuck = [r for r in done if r.seconds is None]
-    worst = max((t for t in took if t != float("inf")), default=0.0)
-    if not stuck:
-        return Finding(id=check, area="resilience", title=title, status="pass",
-                       evidence=f"with every dependency hanging, every request came back "
-                                f"within {worst:.2f} s", figure=round(worst, 2))
-    hung = [c for r in stuck for c in r.calls]
-    limits = [c.timeout_s for c in hung]
-    unbounded = [c for c in hung if c.timeout_s is None or c.timeout_s > LONG_TIMEOUT_S]
-    bound = (f"; the calls left hanging had client timeouts of "
-             f"{', '.join(sorted({f'{t:g} s' if t is not None else 'none' for t in limits}))}"
-             if hung else "; no call was hanging: the graph itself did not come back")
-    status: Status = "fail" if unbounded or not hung else "warn"
-    evidence = (f"with every dependency hanging, {len(stuck)} of {len(done)} requests had not "
-                f"come back after {cap_s:g} s (the probe's cap){bound}"
-                + ("" if status == "fail" else
-                   f": every call was bounded, but {len(hung)} of them (retries included) in "
-                   f"{len(stuck)} requests add up past the cap; raise --hang-cap to see when "
-                   f"they come back"))
-    return Finding(id=check, area="resilience", title=title, status=status, evidence=evidence,
-                   figure=cap_s, fix=_deadline_fix(graph, hung or calls))
-
+    said, hung_all = [], []
+    status: Status = "pass"
+    for run, host in zip(done, hanging, strict=True):
+        what = f"{host} hanging" if host else "every dependency hanging"
+        if run.seconds is not None:
+            said.append(f"{what}: back within {run.seconds:.2f} s")
+            continue
+        hung = [c for c in run.calls if host is None or c.host == host]
+        hung_all.extend(hung)
+        limits = sorted({f"{c.timeout_s:g} s" if c.timeout_s is not None else "none"
+                         for c in hung})
+        unbounded = [c for c in hung if c.timeout_s is None or c.timeout_s > LONG_TIMEOUT_S]
+        if unbounded or not hung:
+            status = "fail"
+            said.append(f"{what}: not back after {cap_s:g} s (the probe's cap); " + (
+                f"its calls had client timeouts of {', '.join(limits)}" if hung else
+                "no call was hanging: the graph itself did not come back"))
+        else:
+            status = "warn" if status == "pass" else status
+            said.append(f"{what}: not back after {cap_s:g} s; every call was bounded "
+                        f"({', '.join(limits)}), but {len(hung)} of them (retries included) "
+                        f"add up past the cap (raise --hang-cap to see when it comes back)")
+    worst = max((r.seconds if r.seconds is not None else cap_s) for r in done)
+    return Finding(id=check, area="resilience", title=title, status=status,
+                   evidence="; ".join(said), figure=round(worst, 2),
+                   fix="" if status == "pass" else _deadline_fix(graph, hung_all))

@@ -99,14 +99,15 @@ async def run_one(graph: Any, given: Any, box: Intercepted, *, route: int, tag: 
         except TimeoutError as exc:
             if not cap.expired():  # the graph's own timeout: it came back
                 run.seconds = time.perf_counter() - started
-            run.error = (f"TimeoutError: {str(exc)[:200]}" if run.seconds is not None
+            run.error = (f"TimeoutError: {' '.join(str(exc).split())[:200]}"
+                         if run.seconds is not None
                          else "TimeoutError: not back within the probe's cap")
         except asyncio.CancelledError:
             run.error = "cancelled by the probe"
             raise
         except Exception as exc:  # a failing run is what the probes provoke; it came back
             run.seconds = time.perf_counter() - started
-            run.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            run.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         else:
             run.seconds = time.perf_counter() - started
         finally:

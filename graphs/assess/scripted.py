@@ -1,9 +1,9 @@
 """Scripted replies for a healthy run: an OpenAI-compatible model that follows a route.
 
 A probe request takes a route (its number). Wherever the model is offered tools, the route
-picks one of them or none: route `r` calls tool `r mod (k + 1)` of `k`, the last choice being
-"answer without a tool". A model that has already called one of the tools it is offered
-answers in words, so every agent loop ends. Structured output (`response_format` with a JSON
+picks one of them, none, or (two or more offered, parallel calls allowed) all of them at once.
+A model that has already called one of the tools it is offered answers in words, so every
+agent loop ends. Structured output (`response_format` with a JSON
 schema, or a forced tool call) gets an instance of the schema. Varying the route makes some
 requests call a dependency and others not, which is what the isolation probe compares.
 Any other host is answered 200 with a small JSON object.
@@ -131,26 +131,32 @@ def _called(messages: Any) -> set[str]:
     return names
 
 
-def _tool_call(route: int, tools: list[dict[str, Any]], forced: Any,
-               messages: Any) -> dict[str, Any] | None:
-    """The tool call the route makes here, or None to answer in words."""
+def _tool_calls(route: int, tools: list[dict[str, Any]], forced: Any, messages: Any,
+                parallel: bool) -> list[dict[str, Any]]:
+    """The tool calls the route makes here (none: answer in words).
+
+    Of `k` tools offered, route `r` calls tool `r mod (k + 2)`, none at `k`, and every one at
+    once at `k + 1` (parallel tool calls, where two or more are offered and the caller
+    allows them).
+    """
     functions = [t.get("function", {}) for t in tools if isinstance(t, dict)]
     names = [str(f.get("name", "")) for f in functions]
     if isinstance(forced, dict):
         wanted = (forced.get("function") or {}).get("name")
-        chosen = names.index(wanted) if wanted in names else 0
+        chosen = [names.index(wanted) if wanted in names else 0]
     elif forced in ("required", "any") and functions:
-        chosen = route % len(functions)
+        chosen = [route % len(functions)]
     else:
         if forced == "none" or not functions or _called(messages) & set(names):
-            return None
-        chosen = route % (len(functions) + 1)
-        if chosen == len(functions):
-            return None
-    function = functions[chosen]
-    return {"id": f"call_assess_{route}_{chosen}", "type": "function",
-            "function": {"name": names[chosen],
-                         "arguments": json.dumps(sample(function.get("parameters", {})) or {})}}
+            return []
+        every = parallel and len(functions) > 1
+        pick = route % (len(functions) + (2 if every else 1))
+        if pick == len(functions):
+            return []
+        chosen = list(range(len(functions))) if pick > len(functions) else [pick]
+    return [{"id": f"call_assess_{route}_{n}", "type": "function",
+             "function": {"name": names[n], "arguments": json.dumps(
+                 sample(functions[n].get("parameters", {})) or {})}} for n in chosen]
 
 
 def _content(response_format: Any) -> str:
@@ -167,7 +173,8 @@ def _stream(completion: dict[str, Any]) -> bytes:
     choice = completion["choices"][0]
     delta: dict[str, Any] = {"role": "assistant", "content": choice["message"]["content"]}
     if choice["message"].get("tool_calls"):
-        delta["tool_calls"] = [{"index": 0, **choice["message"]["tool_calls"][0]}]
+        delta["tool_calls"] = [{"index": n, **one}
+                               for n, one in enumerate(choice["message"]["tool_calls"])]
     chunks = [{"index": 0, "delta": delta, "finish_reason": None},
               {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]
     lines = [json.dumps({"id": completion["id"], "object": "chat.completion.chunk",
@@ -191,16 +198,17 @@ def scripted_model(call: Outbound) -> Reply:
                                "type": "invalid_request_error"}}, {}
     offered = body.get("tools")
     tools: list[dict[str, Any]] = offered if isinstance(offered, list) else []
-    tool_call = _tool_call(call.route, tools, body.get("tool_choice"), body.get("messages"))
+    calls = _tool_calls(call.route, tools, body.get("tool_choice"), body.get("messages"),
+                        body.get("parallel_tool_calls") is not False)
     message: dict[str, Any] = {"role": "assistant",
-                               "content": None if tool_call else _content(
+                               "content": None if calls else _content(
                                    body.get("response_format"))}
-    if tool_call:
-        message["tool_calls"] = [tool_call]
+    if calls:
+        message["tool_calls"] = calls
     completion = {"id": f"chatcmpl-assess-{call.route}", "object": "chat.completion",
                   "created": 0, "model": body.get("model", "probe"),
                   "choices": [{"index": 0, "message": message,
-                               "finish_reason": "tool_calls" if tool_call else "stop"}],
+                               "finish_reason": "tool_calls" if calls else "stop"}],
                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
     if body.get("stream"):
         return 200, _stream(completion), {"content-type": "text/event-stream"}

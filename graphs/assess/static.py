@@ -10,6 +10,7 @@ prefixed with the node that holds them.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, get_type_hints
 
@@ -95,6 +96,12 @@ def _sends(spec: Any) -> bool:
     return function is not None and "Send(" in _source(function)
 
 
+def _returns_list(spec: Any) -> bool:
+    """Whether a routing function can return several nodes at once (a list): parallel."""
+    function = _function(spec)
+    return function is not None and bool(re.search(r"return\s*\[", _source(function)))
+
+
 def _reachable(succ: Mapping[str, set[str]]) -> set[str]:
     seen, todo = {START}, [START]
     while todo:
@@ -143,7 +150,8 @@ def _fan_out(builder: StateGraph[Any, Any, Any, Any]) -> list[str]:
     fans = set(parallel_groups(builder))
     fans |= {n for n, spec in builder.nodes.items() if _sends(spec)}
     fans |= {source for source, branches in builder.branches.items()
-             for branch in branches.values() if _sends(branch.path)}
+             for branch in branches.values()
+             if _sends(branch.path) or _returns_list(branch.path)}
     return sorted(fans)
 
 
@@ -246,11 +254,12 @@ def static_findings(graph: Pregel[Any, Any, Any, Any], prefix: str = "") -> list
     retried = {n: s.retry_policy for n, s in builder.nodes.items() if s.retry_policy}
     attempts = {n: max(getattr(p, "max_attempts", 1) for p in (
         [r] if hasattr(r, "max_attempts") else r)) for n, r in retried.items()}
-    add("resilience.node_retries", "resilience", "no retries beside the central layer",
+    add("resilience.node_retries", "resilience", "no node retry policies",
         "warn" if retried else "pass",
         "node retry policies: " + ", ".join(f"{n} ({a} attempts)" for n, a in attempts.items())
         + "; they multiply with the SDK's and the tools' own retries" if retried
-        else "no node retry policy", figure=max(attempts.values(), default=1),
+        else "no node retry policy (retries in code, the SDK's and the tools', are measured "
+             "by resilience.amplification)", figure=max(attempts.values(), default=1),
         fix="; ".join(f"remove the RetryPolicy of {n} and retry in one place (one governor, "
                       f"with a budget); set max_retries=0 on the clients it uses"
                       for n in attempts))
@@ -274,15 +283,20 @@ def static_findings(graph: Pregel[Any, Any, Any, Any], prefix: str = "") -> list
         fix="" if handled else "add error_handler= to the nodes that call dependencies, so a "
                                "failure is reported as data and the rest of the run carries on")
     saver = graph.checkpointer
+    in_memory = type(saver).__name__ in ("InMemorySaver", "MemorySaver")
+    inherits = saver is True or (saver is None and bool(prefix))
     add("state.checkpointer", "state", "runs are checkpointed",
-        "pass" if saver is not None else "warn",
-        f"compiled with {type(saver).__name__}" if saver not in (None, False, True)
-        else ("inherits its parent's checkpointer" if saver is True else
-              "compiled without a checkpointer: no history, resume or replay unless a server "
-              "provides one"),
-        fix="" if saver is not None else "compile with a checkpointer (AsyncSqliteSaver or "
-                                         "AsyncPostgresSaver), or serve it on a LangGraph "
-                                         "server that provides one")
+        "warn" if saver is None and not inherits or in_memory else "pass",
+        "inherits its parent's checkpointer" if inherits else
+        (f"compiled with {type(saver).__name__}: it keeps nothing across a restart"
+         if in_memory else f"compiled with {type(saver).__name__}")
+        if saver not in (None, False) or inherits else
+        ("compiled with checkpointer=False: its runs keep no state" if saver is False else
+         "compiled without a checkpointer: no history, resume or replay unless a server "
+         "provides one"),
+        fix="compile with a durable checkpointer (AsyncSqliteSaver or AsyncPostgresSaver), or "
+            "serve it on a LangGraph server that provides one"
+        if (saver is None and not inherits) or in_memory else "")
     if not prefix:  # a subgraph runs with its parent's durability
         durability = ((getattr(graph, "config", None) or {}).get("configurable") or {}).get(
             "__pregel_durability")

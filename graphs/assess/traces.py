@@ -19,6 +19,7 @@ import email.policy
 import gzip
 import json
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -228,6 +229,7 @@ def traced_load() -> Iterator[None]:
     anonymizer) does so now, as it would in production; LangSmith's global client and switch
     are restored afterwards.
     """
+    from langsmith import client as ls_client
     from langsmith import run_trees
     from langsmith import utils as ls_utils
     from langsmith._internal import _context
@@ -237,9 +239,24 @@ def traced_load() -> Iterator[None]:
     token = _context._TRACING_ENABLED.set(_context._TRACING_ENABLED.get())
     os.environ.update(_TRACING_ENV)
     _forget_env(ls_utils)
+    made: list[weakref.ref[Any]] = []
+    real_init = ls_client.Client.__init__
+
+    def init(client: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(client, *args, **kwargs)
+        made.append(weakref.ref(client))
+
+    ls_client.Client.__init__ = init  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
+        ls_client.Client.__init__ = real_init  # type: ignore[method-assign]
+        # The graph's own clients (one per load) outlive the assessment: whatever their
+        # background threads still send is answered here and dropped, never sent.
+        for ref in made:
+            if (client := ref()) is not None and client is not saved[0]:
+                for prefix in ("http://", "https://"):
+                    client.session.mount(prefix, _Catch(Caught()))
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

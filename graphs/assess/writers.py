@@ -7,6 +7,7 @@ must not both write a key that keeps only its last value: LangGraph fails that s
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -84,7 +85,7 @@ def _one(path: str, graph: Any, runs: Sequence[Run]) -> Finding | None:
     if conflicts or crashed:
         said = conflicts + [f"a run failed: {crashed[0]}"] * bool(crashed)
         return Finding(id=check, area="state", title=title, status="fail",
-                       evidence="; ".join(said) + f". {several}",
+                       evidence="; ".join(said) + (f". {several}" if shared else ""),
                        figure=len(conflicts) or len(crashed),
                        fix="give each key written by parallel nodes a reducer (Annotated[list, "
                            "operator.add], or a merge function), or let one node own it")
@@ -92,8 +93,8 @@ def _one(path: str, graph: Any, runs: Sequence[Run]) -> Finding | None:
         groups.append(("as Send fan-out", set(sent)))
     if not groups:
         return Finding(id=check, area="state", title=title, status="pass",
-                       evidence=f"no nodes ran in parallel in {len(runs)} runs and none are "
-                                f"declared to. {several}", figure=0)
+                       evidence=f"no nodes ran in parallel in the probes' {len(runs)} "
+                                f"requests and none are declared to. {several}", figure=0)
     if unknown:
         return Finding(id=check, area="state", title=title, status="n/a",
                        evidence=f"{_listed(unknown)} never ran in the probes, so what they "
@@ -101,9 +102,38 @@ def _one(path: str, graph: Any, runs: Sequence[Run]) -> Finding | None:
                                 f"nodes wrote one last-value key. {several}",
                        figure=len(unknown))
     parallel = "; ".join(f"{_listed(m)} {w}" for w, m in groups[:4])
+    # Parallel nodes that write a last-value key at all: safe only while no sibling ever
+    # writes it, which the probes' few inputs cannot show.
+    code = {node: _code(builder, node) for _, members in groups for node in members}
+    exposed = sorted({f"{node} writes {key} and {sibling}'s code names it"
+                      for _, members in groups for node in members
+                      for key in last if node in writers.get(key, set())
+                      for sibling in members - {node}
+                      if re.search(rf"[\"']{re.escape(key)}[\"']", code.get(sibling, ""))})
+    if exposed:
+        return Finding(id=check, area="state", title=title, status="warn",
+                       evidence=f"in the probes' {len(runs)} requests, parallel nodes "
+                                f"({parallel}) never wrote one last-value key twice in a step, "
+                                f"but {'; '.join(exposed[:4])}: an input on which both write "
+                                f"it in one step fails that step (InvalidUpdateError). "
+                                f"{several}", figure=len(exposed),
+                       fix="give the keys parallel nodes write a reducer, or let one node "
+                           "own each")
     return Finding(id=check, area="state", title=title, status="pass",
-                   evidence=f"parallel nodes ({parallel}) write no last-value key twice in a "
-                            f"step. {several}", figure=0)
+                   evidence=f"in the probes' {len(runs)} requests, parallel nodes "
+                            f"({parallel}) wrote only keys with reducers. {several}",
+                   figure=0)
+
+
+def _code(builder: StateGraph[Any, Any, Any, Any], node: str) -> str:
+    """A node's source, as far as it can be read (empty if not)."""
+    spec = builder.nodes.get(node)
+    runnable = getattr(spec, "runnable", None)
+    function = getattr(runnable, "afunc", None) or getattr(runnable, "func", None)
+    try:
+        return inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        return ""
 
 
 def writers_findings(graph: Any, runs: Sequence[Run]) -> dict[str, Finding]:

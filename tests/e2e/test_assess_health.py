@@ -95,8 +95,13 @@ class Fan(TypedDict, total=False):
 
 
 def fan_graph(*, both_write_value: bool) -> Any:
-    async def left(state: Fan) -> dict[str, Any]:
-        return {"items": [1], "left": 1, **({"value": 1} if both_write_value else {})}
+    async def left_too(state: Fan) -> dict[str, Any]:
+        return {"items": [1], "left": 1, "value": 1}
+
+    async def left_own(state: Fan) -> dict[str, Any]:
+        return {"items": [1], "left": 1}
+
+    left = left_too if both_write_value else left_own
 
     async def right(state: Fan) -> dict[str, Any]:
         return {"items": [2], "right": 2, "value": 2}
@@ -121,6 +126,23 @@ async def test_parallel_writers_of_one_last_value_key_fail_and_reducers_pass() -
     shared = await measured_reducers(fan_graph(both_write_value=False))
     assert shared.status == "pass", shared.evidence
     assert "left, right" in shared.evidence and "after __start__" in shared.evidence
+
+
+async def test_a_sibling_that_can_write_the_same_key_is_a_warning(tmp_path: Path) -> None:
+    # `notes` writes `summary` only for some questions: the probes' may never hit it.
+    async def risk(state: Fan) -> dict[str, Any]:
+        return {"value": 1}
+
+    async def notes(state: Fan) -> dict[str, Any]:
+        return {"value": 2} if state.get("left") == 42 else {"items": [1]}
+
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(Fan)
+    builder.add_node("risk", risk)
+    builder.add_node("notes", notes)
+    builder.add_conditional_edges(START, lambda s: ["risk", "notes"], ["risk", "notes"])
+    found = await measured_reducers(builder.compile())
+    assert found.status == "warn", found.evidence
+    assert "risk writes value and notes's code names it" in found.evidence
 
 
 async def test_a_send_fan_out_over_a_last_value_key_fails() -> None:

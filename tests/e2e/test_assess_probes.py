@@ -166,7 +166,7 @@ async def test_the_probes_never_write_into_the_graphs_own_checkpoints(tmp_path: 
                       "SAVER = InMemorySaver()\nsaved = builder.compile(checkpointer=SAVER)\n")
     card = await assess(f"{source}:saved", hang_cap_s=0.5)
     [report] = card.graphs
-    assert {f.id: f for f in report.findings}["state.checkpointer"].status == "pass"
+    assert "InMemorySaver" in {f.id: f for f in report.findings}["state.checkpointer"].evidence
     [module] = [m for m in list(sys.modules.values())
                 if getattr(m, "__file__", None) == str(source)]
     assert list(module.SAVER.list(None)) == []  # the probes ran on a copy
@@ -189,7 +189,7 @@ async def test_a_hanging_dependency_is_cut_off_or_named() -> None:
 
     unbounded = await hang_finding(model_graph(sdk_retries=0, node_attempts=None), [ASK],
                                    cap_s=1.0)
-    assert unbounded.status == "fail" and "had not come back after 1 s" in unbounded.evidence
+    assert unbounded.status == "fail" and "not back after 1 s" in unbounded.evidence
     assert "timeout" in unbounded.fix
     by_client = await hang_finding(tool_graph(client_timeout=0.2, node_timeout=None), [ASK],
                                    cap_s=1.0)

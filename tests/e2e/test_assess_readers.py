@@ -250,7 +250,7 @@ graph = b.compile()
 ''')
     deadlines = found["resilience.deadlines"]
     assert deadlines.status == "warn", deadlines.evidence
-    assert "client timeouts of 0.4 s" in deadlines.evidence and "add up past the cap" in (
+    assert "every call was bounded (0.4 s)" in deadlines.evidence and "add up past the cap" in (
         deadlines.evidence)
 
 
@@ -298,3 +298,65 @@ graph = b.compile()
     await asyncio.sleep(1.5)
     assert escaped == [], escaped
     assert time.monotonic() - started < 60
+
+
+TOOLS_BEHIND_A_MODEL = '''
+import requests
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import InjectedToolCallId
+
+@tool
+def stock(sku: str, call: Annotated[str, InjectedToolCallId]) -> Command:
+    """Stock of a SKU."""
+    text = requests.get(f"http://stock.internal/v1/{sku}").text  # no timeout
+    return Command(update={"status": "stock: " + text,
+                           "messages": [ToolMessage(text, tool_call_id=call)]})
+
+@tool
+def price(sku: str, call: Annotated[str, InjectedToolCallId]) -> Command:
+    """Price of a SKU."""
+    text = requests.get(f"http://price.internal/v1/{sku}", timeout=1).text
+    return Command(update={"status": "price: " + text,
+                           "messages": [ToolMessage(text, tool_call_id=call)]})
+
+from langgraph.prebuilt import create_react_agent
+from langgraph.prebuilt.chat_agent_executor import AgentState
+
+class S(AgentState, total=False):
+    status: str
+
+graph = create_react_agent(ChatOpenAI(model="m", api_key="k", base_url="http://model.example/v1",
+                                      max_retries=0, timeout=5), [stock, price], state_schema=S)
+'''
+
+
+async def test_a_tool_behind_a_model_without_a_timeout_fails_deadlines(tmp_path: Path) -> None:
+    found = await verdicts(tmp_path, TOOLS_BEHIND_A_MODEL)
+    deadlines = found["resilience.deadlines"]
+    assert deadlines.status == "fail", deadlines.evidence
+    assert "stock.internal hanging: not back" in deadlines.evidence
+    assert "requests.get(..., timeout=...); now: none" in deadlines.fix
+
+
+async def test_parallel_tool_calls_writing_one_key_fail_reducers(tmp_path: Path) -> None:
+    found = await verdicts(tmp_path, TOOLS_BEHIND_A_MODEL)
+    reducers = found["state.reducers"]  # one model turn calling both tools: two writes
+    assert reducers.status == "fail", reducers.evidence
+    assert "InvalidUpdateError" in reducers.evidence and "status" in reducers.evidence
+
+
+async def test_a_subgraph_inherits_its_parents_checkpointer(tmp_path: Path) -> None:
+    found = await verdicts(tmp_path, '''
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+inner = StateGraph(MessagesState)
+inner.add_node("leaf", lambda s: {})
+inner.add_edge(START, "leaf")
+outer = StateGraph(MessagesState)
+outer.add_node("inner", inner.compile())
+outer.add_edge(START, "inner")
+graph = outer.compile(checkpointer=SqliteSaver.from_conn_string(":memory:").__enter__())
+''')
+    assert found["state.checkpointer"].status == "pass"
+    inherited = found["inner/state.checkpointer"]
+    assert inherited.status == "pass" and "inherits" in inherited.evidence

@@ -151,7 +151,12 @@ def test_timeouts_and_error_handlers() -> None:
 def test_checkpointer_interrupts_and_subgraphs() -> None:
     assert finding(chain("a").compile(), "state.checkpointer").status == "warn"
     saved = chain("a").compile(checkpointer=InMemorySaver(), interrupt_before=["a"])
-    assert finding(saved, "state.checkpointer").status == "pass"
+    in_memory = finding(saved, "state.checkpointer")
+    assert in_memory.status == "warn" and "nothing across a restart" in in_memory.evidence
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    durable = chain("a").compile(checkpointer=SqliteSaver.from_conn_string(":memory:")
+                                 .__enter__())
+    assert finding(durable, "state.checkpointer").status == "pass"
     assert finding(saved, "state.interrupts").status == "pass"
     outer: StateGraph[Any, Any, Any, Any] = StateGraph(S)
     outer.add_node("inner", chain("x").compile())
