@@ -6,7 +6,8 @@ checkpoints over many threads, then measures, on this machine:
   the first and the last turns of the long thread: if it grows, every step pays for history;
 - the median time of `asof --step` and `asof --at` queries on the long thread and on one thread
   of the big database.
-Run: `.venv/bin/python bench/storage.py [--json]`.
+Run: `.venv/bin/python bench/storage.py [--steps N] [--database-url postgresql://...] [--json]`
+(with a Postgres URL, the long thread only, on that database).
 """
 
 from __future__ import annotations
@@ -30,8 +31,26 @@ MESSAGES = ["Where is my order 1042?", "What is your return policy?",
             "What is the status of order 1001?", "Where is order 1007?"]
 
 
-def _bytes(db: Path, thread: str) -> tuple[int, int]:
-    """(checkpoints, bytes) stored for a thread's main graph, pending writes included."""
+def _bytes(db: Path | str, thread: str) -> tuple[int, int]:
+    """(checkpoints, bytes) stored for a thread's main graph, pending writes included.
+
+    `db`: the SQLite file, or a Postgres URL (checkpoints, their channel blobs and writes).
+    """
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db) as pg:
+            count, size = pg.execute(
+                "SELECT count(*), coalesce(sum(octet_length(checkpoint::text) + "
+                "octet_length(metadata::text)), 0) FROM checkpoints WHERE thread_id = %s",
+                (thread,)).fetchone() or (0, 0)
+            blobs = (pg.execute("SELECT coalesce(sum(octet_length(blob)), 0) FROM "
+                                "checkpoint_blobs WHERE thread_id = %s", (thread,)).fetchone()
+                     or (0,))[0]
+            writes = (pg.execute("SELECT coalesce(sum(octet_length(blob)), 0) FROM "
+                                 "checkpoint_writes WHERE thread_id = %s", (thread,)).fetchone()
+                      or (0,))[0]
+        return int(count), int(size) + int(blobs) + int(writes)
     with sqlite3.connect(db) as conn:
         count, blobs = conn.execute(
             "SELECT count(*), coalesce(sum(length(checkpoint) + length(metadata)), 0) "
@@ -50,7 +69,7 @@ async def _time(call: Any, repeat: int = 20) -> float:
     return statistics.median(samples)
 
 
-async def long_thread(app: Interlock, db: Path, steps: int) -> dict[str, Any]:
+async def long_thread(app: Interlock, db: Path | str, steps: int) -> dict[str, Any]:
     thread = "long-thread"
     per_turn: list[tuple[int, float]] = []  # (first step of the turn, bytes per step)
     count, size = 0, 0
@@ -97,10 +116,13 @@ async def big_database(app: Interlock, db: Path, checkpoints: int) -> dict[str, 
     }
 
 
-async def measure(steps: int, checkpoints: int) -> dict[str, Any]:
+async def measure(steps: int, checkpoints: int, database_url: str | None = None
+                  ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="interlock-storage-") as tmp:
-        settings = Settings(home=Path(tmp))
+        settings = Settings(home=Path(tmp), database_url=database_url)
         async with open_interlock(settings) as app:
+            if database_url:  # the long thread only: the many-threads figure is SQLite's
+                return {"long_thread": await long_thread(app, database_url, steps)}
             db = settings.checkpoints_path
             return {"long_thread": await long_thread(app, db, steps),
                     "database": await big_database(app, db, checkpoints)}
@@ -111,12 +133,15 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--checkpoints", type=int, default=10000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--database-url", help="a postgresql:// URL: the long thread on "
+                                               "Postgres (a database of its own: it is "
+                                               "written to)")
     args = parser.parse_args()
-    figures = asyncio.run(measure(args.steps, args.checkpoints))
+    figures = asyncio.run(measure(args.steps, args.checkpoints, args.database_url))
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
-    long, big = figures["long_thread"], figures["database"]
+    long, big = figures["long_thread"], figures.get("database")
     print("| figure | value |\n|---|---:|")
     print(f"| long thread: turns / checkpoints | {long['turns']} / {long['checkpoints']} |")
     print(f"| bytes per step, first 5 turns | {long['bytes_per_step_first_5_turns']:,} |")
@@ -125,6 +150,8 @@ def main() -> int:
     print(f"| long thread: total bytes | {long['total_bytes']:,} |")
     print(f"| long thread: asof --step (median ms) | {long['asof_step_ms']} |")
     print(f"| long thread: asof --at (median ms) | {long['asof_at_ms']} |")
+    if big is None:
+        return 0
     print(f"| database: threads / checkpoints | {big['threads']:,} / {big['checkpoints']:,} |")
     print(f"| database: file bytes | {big['db_bytes']:,} |")
     print(f"| database: asof --step (median ms) | {big['asof_step_ms']} |")
