@@ -3,11 +3,15 @@
 LangGraph's SQLite saver has no `prune`, and its Postgres saver refuses `keep_latest` on threads
 that use a `DeltaChannel`: such a channel stores only its new writes in most checkpoints and is
 rebuilt by replaying ancestors' writes back to the nearest snapshot, so dropping ancestors
-naively empties it without an error. This follows the safe way LangGraph's own docs describe:
-each kept checkpoint keeps every ancestor (and its writes) back to the nearest one that holds
-a snapshot of every delta channel it still needs; everything older goes. Threads whose latest
+naively empties it without an error. This follows the second safe way LangGraph's own docs
+describe: the oldest checkpoint kept is first made a full snapshot of every delta channel
+(the values read through the graph, stored as the saver stores its own snapshots), then
+everything older goes, and every kept checkpoint reads exactly as before. (Keeping the
+ancestors a kept checkpoint replays from, the first way, leaves those ancestors themselves
+partly unreadable: their channels snapshot at other steps.) Threads whose latest
 checkpoint is older than the cut-off are deleted whole. Works on both savers (SQL per saver
-for the deletes; the reads go through the saver's own API).
+for the deletes; the reads go through the saver's own API). Run it on a quiet thread: a thread
+deleted whole while a new run starts on it loses that run's first checkpoints.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ class PruneReport:
     """Checkpoints deleted from the threads kept."""
     checkpoints_kept: int
     """Checkpoints left in the threads kept."""
-    kept_for_deltas: int
-    """Of those, ancestors kept only so that delta channels of newer ones still read."""
+    snapshots_written: int = 0
+    """Oldest kept checkpoints made full snapshots of their delta channels first."""
+    namespaces_skipped: int = 0
+    """Namespaces using delta channels left whole (no graph to read them, or a subgraph's)."""
     dry_run: bool = False
     """Nothing was deleted."""
 
@@ -73,36 +79,71 @@ def _config(thread: str, ns: str, checkpoint_id: str | None = None) -> Any:
     return {"configurable": configurable}
 
 
-async def _keep(saver: BaseCheckpointSaver[Any], thread: str, ns: str,
-                keep_last: int) -> tuple[set[str], set[str], int]:
-    """The checkpoints of one namespace to keep: the newest, and what their deltas need.
+async def _plan(saver: BaseCheckpointSaver[Any], thread: str, ns: str, keep_last: int
+                ) -> tuple[list[str], list[str], list[str], bool]:
+    """(kept, doomed, boundary, uses deltas) for one namespace.
 
-    Returns (kept ids, every id, how many were kept for deltas only).
+    Kept: the `keep_last` newest. Boundary: the kept checkpoints whose parent goes; each is
+    made a snapshot of every delta channel before anything older is deleted, so that it, and
+    every kept checkpoint after it, reads as before.
     """
-    ids = [t.config["configurable"]["checkpoint_id"]
-           async for t in saver.alist(_config(thread, ns))]
-    newest = set(ids[:keep_last])
-    kept = set(newest)
-    walked: set[str] = set()
-    for start in ids[:keep_last]:
-        target = await saver.aget_tuple(_config(thread, ns, start))
-        if target is None:
-            continue
-        deltas = set((target.metadata or {}).get("counters_since_delta_snapshot") or {})
-        remaining = deltas - set(target.checkpoint["channel_values"])
-        cursor = target.parent_config
-        while cursor is not None and remaining:
-            parent_id = cursor["configurable"]["checkpoint_id"]
-            if parent_id in walked:
-                break  # walked from a newer kept checkpoint already, to its own seeds
-            walked.add(parent_id)
-            parent = await saver.aget_tuple(cursor)
-            if parent is None:
-                break
-            kept.add(parent_id)
-            remaining -= set(parent.checkpoint["channel_values"])
-            cursor = parent.parent_config
-    return kept, set(ids), len(kept - newest)
+    tuples = [t async for t in saver.alist(_config(thread, ns))]
+    ids = [t.config["configurable"]["checkpoint_id"] for t in tuples]
+    kept = ids[:keep_last]
+    doomed = ids[keep_last:]
+    gone = set(doomed)
+    boundary = [t.config["configurable"]["checkpoint_id"] for t in tuples[:keep_last]
+                if t.parent_config is not None
+                and t.parent_config["configurable"].get("checkpoint_id") in gone]
+    deltas = any((t.metadata or {}).get("counters_since_delta_snapshot") for t in tuples)
+    return kept, doomed, boundary, deltas
+
+
+async def _snapshot(saver: Any, graph: Any, thread: str, ns: str, checkpoint_id: str) -> None:
+    """Write every delta channel's full value into one checkpoint (a `_DeltaSnapshot`).
+
+    LangGraph's second safe way (see `BaseCheckpointSaver.prune`): the values come from the
+    graph reading that checkpoint (the ancestors still there), stored as the saver stores a
+    snapshot it takes itself.
+    """
+    from langgraph.channels.delta import DeltaChannel
+    from langgraph.checkpoint.serde.types import _DeltaSnapshot
+
+    names = [k for k, c in graph.channels.items() if isinstance(c, DeltaChannel)]
+    state = await graph.aget_state(_config(thread, ns, checkpoint_id))
+    values = {k: state.values[k] for k in names if k in (state.values or {})}
+    if _kind(saver) == "sqlite":
+        async with saver.lock:
+            async with saver.conn.execute(
+                    "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? AND "
+                    "checkpoint_ns = ? AND checkpoint_id = ?",
+                    (thread, ns, checkpoint_id)) as cursor:
+                row = await cursor.fetchone()
+            checkpoint = saver.serde.loads_typed((row[0], row[1]))
+            for name, value in values.items():
+                checkpoint["channel_values"][name] = _DeltaSnapshot(value)
+            kind, blob = saver.serde.dumps_typed(checkpoint)
+            await saver.conn.execute(
+                "UPDATE checkpoints SET type = ?, checkpoint = ? WHERE thread_id = ? AND "
+                "checkpoint_ns = ? AND checkpoint_id = ?", (kind, blob, thread, ns,
+                                                           checkpoint_id))
+            await saver.conn.commit()
+        return
+    async with saver.conn.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        for name, value in values.items():
+            kind, blob = saver.serde.dumps_typed(_DeltaSnapshot(value))
+            await cursor.execute(
+                "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, "
+                "blob) SELECT thread_id, checkpoint_ns, %s, checkpoint -> 'channel_versions' "
+                "->> %s, %s, %s FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s "
+                "AND checkpoint_id = %s AND checkpoint -> 'channel_versions' ? %s "
+                "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO UPDATE SET type = "
+                "EXCLUDED.type, blob = EXCLUDED.blob",
+                (name, name, kind, blob, thread, ns, checkpoint_id, name))
+            await cursor.execute(
+                "UPDATE checkpoints SET checkpoint = jsonb_set(checkpoint, "
+                "ARRAY['channel_values', %s], 'true'::jsonb) WHERE thread_id = %s AND "
+                "checkpoint_ns = %s AND checkpoint_id = %s", (name, thread, ns, checkpoint_id))
 
 
 async def _delete(saver: Any, thread: str, ns: str, doomed: set[str]) -> None:
@@ -116,32 +157,42 @@ async def _delete(saver: Any, thread: str, ns: str, doomed: set[str]) -> None:
                                          args)
             await saver.conn.commit()
         return
+    doomed_sql = marks.replace("?", "%s")
     async with saver.conn.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        # Channel values the deleted checkpoints referred to and no other checkpoint does: only
+        # versions those checkpoints name, so the blobs a run is writing now (a new version,
+        # its checkpoint row not yet in) are never touched.
+        await cursor.execute(
+            "DELETE FROM checkpoint_blobs b USING checkpoints d, "
+            "jsonb_each_text(d.checkpoint -> 'channel_versions') v(channel, version) "
+            f"WHERE d.thread_id = %s AND d.checkpoint_ns = %s AND d.checkpoint_id IN "
+            f"({doomed_sql}) AND b.thread_id = d.thread_id AND b.checkpoint_ns = "
+            "d.checkpoint_ns AND b.channel = v.channel AND b.version = v.version AND NOT EXISTS "
+            "(SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = "
+            "b.checkpoint_ns AND c.checkpoint_id NOT IN "
+            f"({doomed_sql}) AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
+            (*args, *sorted(doomed)))
         for table in ("checkpoints", "checkpoint_writes"):
             await cursor.execute(f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns "
-                                 f"= %s AND checkpoint_id IN ({marks.replace('?', '%s')})",
-                                 args)
-        # Channel values no kept checkpoint refers to any more.
-        await cursor.execute(
-            "DELETE FROM checkpoint_blobs b WHERE b.thread_id = %s AND b.checkpoint_ns = %s "
-            "AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND "
-            "c.checkpoint_ns = b.checkpoint_ns AND "
-            "c.checkpoint -> 'channel_versions' ->> b.channel = b.version)", (thread, ns))
+                                 f"= %s AND checkpoint_id IN ({doomed_sql})", args)
 
 
 async def prune(saver: BaseCheckpointSaver[Any], *, now: datetime,
                 older_than: timedelta | None = None, keep_last: int | None = None,
-                threads: Sequence[str] | None = None, dry_run: bool = False) -> PruneReport:
-    """Delete idle threads; keep the newest checkpoints of the rest, and what they need.
+                graph: Any = None, threads: Sequence[str] | None = None,
+                dry_run: bool = False) -> PruneReport:
+    """Delete idle threads; keep the newest checkpoints of the rest, every one readable.
 
     Threads whose latest checkpoint is older than `now - older_than` go whole. Of the others,
-    each namespace keeps its `keep_last` newest checkpoints and the ancestors their delta
-    channels replay from.
+    each namespace keeps its `keep_last` newest checkpoints. Where those use delta channels,
+    the oldest kept one is first made a full snapshot of them (`graph`, the compiled graph
+    that wrote them, reads the values), so every kept checkpoint reads as it did; without
+    `graph`, or in a subgraph's namespace, a thread using delta channels is left as it is.
     """
     if keep_last is not None and keep_last < 1:
         raise ValueError("keep_last must be at least 1")
     chosen = list(threads) if threads is not None else await thread_ids(saver)
-    deleted = removed = left = for_deltas = 0
+    deleted = removed = left = snapshots = skipped = 0
     for thread in chosen:
         latest = await saver.aget_tuple(_config(thread, ""))
         if latest is None:
@@ -152,22 +203,31 @@ async def prune(saver: BaseCheckpointSaver[Any], *, now: datetime,
             if not dry_run:
                 await saver.adelete_thread(thread)
             continue
+        if keep_last is None:
+            continue
         namespaces = [str(r[0]) for r in await _rows(
             saver, "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = ?",
             (thread,))]
         for ns in namespaces:
-            if keep_last is None:
+            kept, doomed, boundary, deltas = await _plan(saver, thread, ns, keep_last)
+            if doomed and deltas and (graph is None or ns):
+                skipped += 1  # no safe way to cut it here: kept whole
+                left += len(kept) + len(doomed)
                 continue
-            kept, every, extra = await _keep(saver, thread, ns, keep_last)
-            doomed = every - kept
             removed += len(doomed)
             left += len(kept)
-            for_deltas += extra
-            if doomed and not dry_run:
-                await _delete(saver, thread, ns, doomed)
+            if not doomed or dry_run:
+                snapshots += len(boundary) if deltas else 0
+                continue
+            if deltas:
+                for checkpoint_id in boundary:
+                    await _snapshot(saver, graph, thread, ns, checkpoint_id)
+                    snapshots += 1
+            await _delete(saver, thread, ns, set(doomed))
     return PruneReport(threads=len(chosen), threads_deleted=deleted,
                        checkpoints_deleted=removed, checkpoints_kept=left,
-                       kept_for_deltas=for_deltas, dry_run=dry_run)
+                       snapshots_written=snapshots, namespaces_skipped=skipped,
+                       dry_run=dry_run)
 
 
 async def storage_report(saver: BaseCheckpointSaver[Any]) -> dict[str, Any]:

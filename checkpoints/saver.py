@@ -170,6 +170,8 @@ async def open_saver(*, database_url: str | None, path: Path, synchronous: str =
                      crash_after: tuple[str, int] | None = None
                      ) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     """The configured checkpointer: Postgres when `database_url` names it, else SQLite."""
+    if database_url and not is_postgres(database_url):
+        raise ConfigError("expected a postgresql:// URL", variable="INTERLOCK_DATABASE_URL")
     if database_url:
         async with open_postgres_checkpointer(database_url, crash_after=crash_after) as pg:
             yield pg

@@ -104,7 +104,8 @@ def make_auth(*, shared_identity: str | None = None) -> Auth:
             else:
                 for name in OWNER_KEYS:
                     metadata.pop(name, None)
-        kwargs = value.get("kwargs") or {}
+        # The LangGraph server hands the run's fields under `kwargs`; Aegra, at the top level.
+        kwargs = value.get("kwargs") or value
         if problem := input_problem(kwargs.get("input"), _settings()):
             raise Auth.exceptions.HTTPException(status_code=422, detail=problem)
         config_metadata = (kwargs.get("config") or {}).get("metadata")

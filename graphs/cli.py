@@ -397,10 +397,14 @@ async def _retention(args: argparse.Namespace, settings: Settings) -> int:
         before = await storage_report(saver)
         data: dict[str, Any] = {"before": before}
         if args.command == "prune":
+            from graphs.supervisor import build_graph
+
+            # The graph reads what its delta channels hold, for the snapshot prune writes.
             report = await prune(saver, now=datetime.now(UTC),
                                  older_than=None if args.older_than is None
                                  else timedelta(days=args.older_than),
-                                 keep_last=args.keep_last, dry_run=args.dry_run)
+                                 keep_last=args.keep_last, dry_run=args.dry_run,
+                                 graph=build_graph(checkpointer=saver, settings=settings))
             data["pruned"] = asdict(report)
             if args.vacuum and not args.dry_run:
                 await vacuum(saver)
@@ -421,8 +425,11 @@ async def _retention(args: argparse.Namespace, settings: Settings) -> int:
         p = data["pruned"]
         verb = "would delete" if p["dry_run"] else "deleted"
         print(f"{verb} {p['threads_deleted']} idle threads and {p['checkpoints_deleted']} "
-              f"checkpoints; kept {p['checkpoints_kept']} ({p['kept_for_deltas']} of them so "
-              f"that delta channels still read)")
+              f"checkpoints; kept {p['checkpoints_kept']} ({p['snapshots_written']} of them "
+              f"first made full snapshots of their delta channels, so every kept one reads "
+              f"as before)"
+              + (f"; {p['namespaces_skipped']} subgraph namespaces left whole"
+                 if p["namespaces_skipped"] else ""))
     return 0
 
 

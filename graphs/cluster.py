@@ -49,6 +49,8 @@ class Cluster:
     lease_s: int = 30
     """How long a dead replica's run stays claimed before another takes it over."""
     venv: Path = ROOT / ".aegra-venv"
+    config: Path = ROOT / "cluster" / "aegra.json"
+    """What every replica serves (Aegra's config)."""
 
     @property
     def database_url(self) -> str:
@@ -63,8 +65,10 @@ class Cluster:
     def env(self) -> dict[str, str]:
         """The environment every replica runs with."""
         heartbeat = max(1, self.lease_s // 3)
-        return {**os.environ,
-                "AEGRA_CONFIG": str(ROOT / "cluster" / "aegra.json"),
+        inherited = {k: v for k, v in os.environ.items()
+                     if k not in ("INTERLOCK_API_KEYS_FILE", "INTERLOCK_HOME")}
+        return {**inherited,
+                "AEGRA_CONFIG": str(self.config),
                 "DATABASE_URL": self.database_url,
                 "RUN_MIGRATIONS_ON_STARTUP": "false",
                 "REDIS_BROKER_ENABLED": "true", "REDIS_URL": self.redis,
@@ -88,7 +92,7 @@ def _pids(cluster: Cluster) -> Path:
 def _make_database(cluster: Cluster) -> None:
     import psycopg
 
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+    with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
         found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                               (cluster.database,)).fetchone()
         if found is None:
@@ -127,6 +131,9 @@ def up(cluster: Cluster) -> list[str]:
     """Start every replica and wait until each answers; their URLs."""
     if not (cluster.venv / "bin" / "python").exists():
         raise SystemExit(f"no Aegra environment at {cluster.venv}: run `make cluster`")
+    if alive := _replicas(cluster):
+        raise SystemExit(f"a cluster is already running from {cluster.home} (pids "
+                         f"{', '.join(map(str, alive))}): `make cluster-down` first")
     cluster.home.mkdir(parents=True, exist_ok=True)
     _make_database(cluster)
     subprocess.run([str(cluster.venv / "bin" / "aegra"), "db", "upgrade"], cwd=ROOT,
@@ -148,12 +155,30 @@ def up(cluster: Cluster) -> list[str]:
     return cluster.urls
 
 
+def _replicas(cluster: Cluster) -> list[int]:
+    """The pids in the cluster's pid file that are still its replicas (not reused pids)."""
+    path = _pids(cluster)
+    if not path.exists():
+        return []
+    pids = [int(p) for p in json.loads(path.read_text()).get("pids", {}).values()]
+    return [pid for pid in pids if _running(pid) and _is_replica(pid)]
+
+
+def _is_replica(pid: int) -> bool:
+    """Whether `pid` runs Aegra (a pid from a stale file may belong to anything now)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"aegra_api.main:app" in command
+
+
 def down(cluster: Cluster) -> int:
     """Stop every replica the cluster started; how many were running."""
     path = _pids(cluster)
     if not path.exists():
         return 0
-    pids = [int(p) for p in json.loads(path.read_text())["pids"].values()]
+    pids = _replicas(cluster)
     alive = []
     for pid in pids:
         try:

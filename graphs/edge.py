@@ -168,6 +168,10 @@ class Edge:
             payload = _json(body) if body else {}
             if isinstance(payload, dict) and payload.get("supersteps") and not caller.staff:
                 raise _Refused(403, "customers may not write a thread's state", code="forbidden")
+            if isinstance(payload, dict) and payload.get("thread_id") and not caller.staff and (
+                    payload.get("if_exists", "raise") != "raise"):
+                # "do_nothing" would hand back a thread someone else made under that id.
+                scope, body = _with_body(scope, {**payload, "if_exists": "raise"})
             await self.app(scope, _replayed(body, receive), send)
             return
         if _COPY.match(path):
@@ -183,13 +187,11 @@ class Edge:
         payloads = payload if batch and isinstance(payload, list) else [payload]
         for item in payloads:
             self._check_run(item, caller, settings)
+        for item in payloads:
+            _unowned(item)
         if thread and isinstance(payload, dict):
-            checked = await self._check_thread(scope, thread.group(1), payload)
-            if checked is not payload:
-                body = json.dumps(checked).encode()
-                scope = {**scope, "headers": [
-                    *((k, v) for k, v in scope.get("headers") or [] if k != b"content-length"),
-                    (b"content-length", str(len(body)).encode())]}
+            payload = await self._check_thread(scope, thread.group(1), payload)
+        scope, body = _with_body(scope, payload)  # what it says of owners, dropped
         if refusal := await limiter.runs(
                 caller.identity, caller.kind, len(payloads),
                 lambda tid, rid: self._still_running(scope, tid, rid)):
@@ -230,11 +232,19 @@ class Edge:
         """
         status, thread = await _subrequest(self.app, scope, "GET", f"/threads/{thread_id}")
         if status == 404 and creates:
-            return  # the run creates it, owned by the caller (the auth rules see to that)
+            # No thread the caller may see under that id. Made here, as the caller, so that it
+            # is theirs; if one exists (someone else's), the make fails and it stays hidden.
+            # (Aegra ignores a run's `if_not_exists`, and would run on the other's thread.)
+            made, _ = await _subrequest(self.app, scope, "POST", "/threads",
+                                        {"thread_id": thread_id, "if_exists": "raise"})
+            if 200 <= made < 300:
+                return
+            status = 404 if made == 409 else made
         if status == 404:  # not theirs (the server's rules hid it), or no such thread
             raise _Refused(404, f"thread {thread_id} not found", code="not_found")
-        if status != 200:
-            return  # the server answers the request itself
+        if status != 200:  # cannot tell whose it is: refuse rather than guess
+            raise _Refused(503, "the thread's owner could not be checked; try again",
+                           code="unavailable")
         metadata = (thread.get("metadata") if isinstance(thread, dict) else None) or {}
         owner = metadata.get("actor") or metadata.get("owner")
         if owner != caller.identity:
@@ -266,10 +276,23 @@ class Edge:
         run cannot make an existing thread look like one it created (its owner stays).
         """
         status, found = await _subrequest(self.app, scope, "GET", f"/threads/{thread_id}")
+        if status == 404 and payload.get("if_not_exists") == "create":
+            # Made here, as the caller, so it is theirs on every server (Aegra ignores
+            # `if_not_exists` on a run).
+            status, found = await _subrequest(self.app, scope, "POST", "/threads",
+                                              {"thread_id": thread_id, "if_exists": "raise"})
+            status = 200 if 200 <= status < 300 else status
         if status != 200 or not isinstance(found, dict):
             return payload  # not found or not theirs: the server itself answers
         if "if_not_exists" in payload:
             payload = {k: v for k, v in payload.items() if k != "if_not_exists"}
+        # Whose thread it is, as the thread records it, for the graph (`server_owner`): a
+        # server that does not pass the thread's metadata on to the run (Aegra) too.
+        recorded = (found.get("metadata") or {})
+        if owner := recorded.get("actor") or recorded.get("owner"):
+            config = dict(payload.get("config") or {})
+            config["metadata"] = {**(config.get("metadata") or {}), "actor": owner}
+            payload = {**payload, "config": config}
         command = payload.get("command") if isinstance(payload.get("command"), dict) else None
         resuming = command is not None and command.get("resume") is not None
         if payload.get("input") is None and not resuming:
@@ -402,6 +425,28 @@ async def _captured(app: ASGIApp, scope: Scope, receive: Receive, send: Send | N
         return status, json.loads(b"".join(chunks) or b"null") if keep else None
     except ValueError:
         return status, None
+
+
+_OWNER_KEYS = ("owner", "actor")
+"""Metadata naming a thread's owner: set by the server's rules and this edge, never a caller."""
+
+
+def _unowned(payload: Any) -> None:
+    """Drop what a run request says about whose thread it is (in place)."""
+    if not isinstance(payload, dict):
+        return
+    for holder in (payload.get("metadata"), (payload.get("config") or {}).get("metadata")
+                   if isinstance(payload.get("config"), dict) else None):
+        if isinstance(holder, dict):
+            for key in _OWNER_KEYS:
+                holder.pop(key, None)
+
+
+def _with_body(scope: Scope, payload: Any) -> tuple[Scope, bytes]:
+    """The request with `payload` as its JSON body (its length set again)."""
+    body = json.dumps(payload).encode()
+    headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}, body
 
 
 def _creates(body: bytes) -> bool:

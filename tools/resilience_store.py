@@ -214,16 +214,18 @@ class RedisStore:
 
     def __init__(self, url: str, *, namespace: str = "interlock") -> None:
         """`url` may end `?prefix=NAME`: every key then starts with NAME (a cluster's own)."""
+        from urllib.parse import parse_qsl, urlencode
+
         import redis
 
         base, _, query = url.partition("?")
-        params = dict(part.partition("=")[::2] for part in query.split("&") if part)
-        namespace = params.pop("prefix", namespace)
-        rest = "&".join(f"{k}={v}" for k, v in params.items())
+        params = dict(parse_qsl(query))
+        namespace = params.pop("prefix", "") or namespace
+        rest = urlencode(params)
         self._client = redis.Redis.from_url(f"{base}?{rest}" if rest else base,
                                             socket_timeout=0.5, socket_connect_timeout=0.5)
         self._namespace = namespace
-        self.name = url.split("@")[-1]
+        self.name = base.split("@")[-1]
 
     def budget(self, dependency: str, policy: DependencyPolicy, clock: Clock) -> BudgetStore:
         """The dependency's budget in Redis."""
@@ -235,7 +237,7 @@ class RedisStore:
                            policy.health_window, policy.down_rate, policy.degraded_window)
 
     def breaker_storage(self, dependency: str) -> pybreaker.CircuitBreakerStorage:
-        """Redis breaker storage (pybreaker's; `closed` if Redis is unreachable)."""
+        """Redis breaker storage (pybreaker's); ConfigError if Redis cannot be reached now."""
         try:
             return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._client,
                                                  namespace=f"{self._namespace}:{dependency}")

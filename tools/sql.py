@@ -138,6 +138,10 @@ class _Placeholders:
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        # The statements are the journal's own: `?` is a placeholder in each, and none holds a
+        # literal `?` or `%` (which this rewriting would break).
+        if "%" in sql:
+            raise ValueError("a statement for both backends may not contain '%'")
         return self._conn.execute(sql.replace("?", "%s"), tuple(params))
 
 
@@ -189,9 +193,14 @@ class PostgresDatabase:
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                                  (f"interlock:{self._table}",))
                     conn.execute(self._schema)
+                    have = {r[0] for r in conn.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name "
+                        "= %s AND table_schema = current_schema()", (self._table,)).fetchall()}
+                    # Only what is missing: an ALTER locks the table against every reader.
                     for name, kind in self._added.items():
-                        conn.execute(f"ALTER TABLE {self._table} ADD COLUMN IF NOT EXISTS "
-                                     f"{name} {kind}")
+                        if name not in have:
+                            conn.execute(f"ALTER TABLE {self._table} ADD COLUMN IF NOT EXISTS "
+                                         f"{name} {kind}")
                     for statement in self._indexes:
                         conn.execute(statement)
             except Exception as exc:  # psycopg's PoolTimeout or OperationalError

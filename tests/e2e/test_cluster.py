@@ -95,6 +95,21 @@ def ask(text: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}]}
 
 
+async def restart(spec: Cluster, n: int, key: str) -> Any:
+    """Start replica `n` again (the tests after a kill use every replica); a client of it."""
+    state = json.loads((spec.home / "replicas.json").read_text())
+    state["pids"][str(n)] = start_replica(spec, n)
+    (spec.home / "replicas.json").write_text(json.dumps(state))
+    client = get_client(url=spec.urls[n], api_key=key)
+    for _ in range(120):
+        try:
+            await client.threads.search(limit=1)
+            return client
+        except Exception:
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"replica {n} did not come back")
+
+
 def last(values: Any) -> str:
     messages = (values or {}).get("messages") or [{}]
     return str(messages[-1].get("content", ""))
@@ -192,16 +207,8 @@ async def test_a_replica_killed_mid_load_loses_no_run_and_pays_nothing_twice(
                              "'running')").fetchone()
     assert stuck is not None and stuck[0] == 0
     # The killed replica comes back and serves again.
-    state = json.loads((spec.home / "replicas.json").read_text())
-    state["pids"]["1"] = start_replica(spec, 1)
-    (spec.home / "replicas.json").write_text(json.dumps(state))
-    client = get_client(url=urls[1], api_key=keys["c7"])
-    for _ in range(120):
-        try:
-            thread = await client.threads.create()
-            break
-        except Exception:
-            await asyncio.sleep(0.5)
+    client = await restart(spec, 1, keys["c7"])
+    thread = await client.threads.create()
     done = await client.runs.wait(thread["thread_id"], "interlock",
                                   input=ask("Where is my order 1042?"))
     assert "1042" in last(done)
@@ -215,3 +222,105 @@ def test_the_cluster_is_on_the_shared_stores(cluster: dict[str, Any]) -> None:
     assert {"checkpoints", "effects", "thread", "runs"} <= tables
     assert not (Path(spec.home) / "checkpoints.db").exists()
     assert not (Path(spec.home) / "effects.db").exists()
+
+
+async def test_a_replica_killed_while_paying_pays_once(cluster: dict[str, Any]) -> None:
+    """The kill lands while the payment request is at the payments service."""
+    spec: Cluster = cluster["spec"]
+    urls, keys, payments = cluster["urls"], cluster["keys"], cluster["payments"]
+    order = 1034  # customer 6's, delivered four days ago: $5 is under every limit
+    async with httpx.AsyncClient() as http:
+        (await http.put(f"{payments}/_sim/faults", json={"latency": 3.0})).raise_for_status()
+        staff = get_client(url=urls[2], api_key=keys["staff"])
+        thread = await staff.threads.create()
+        run = await staff.runs.create(thread["thread_id"], "interlock",
+                                      input=ask(f"Refund $5 on order {order}"))
+        claimed = None
+        for _ in range(100):  # who runs it, once its refund request is at the payments service
+            with psycopg.connect(spec.database_url) as conn:
+                row = conn.execute("SELECT claimed_by FROM runs WHERE run_id = %s",
+                                   (run["run_id"],)).fetchone()
+                journal = conn.execute("SELECT to_regclass('effects')").fetchone()
+                sent = journal and journal[0] and conn.execute(
+                    "SELECT count(*) FROM effects WHERE thread_id = %s AND attempts >= 1 "
+                    "AND outcome IS NULL",
+                    (thread["thread_id"],)).fetchone()
+            stats = (await http.get(f"{payments}/_sim/stats")).json()
+            if row and row[0] and sent and sent[0] and stats.get("in_flight", 0) >= 1:
+                claimed = str(row[0])
+                break
+            await asyncio.sleep(0.1)
+        assert claimed is not None
+        pids = json.loads((spec.home / "replicas.json").read_text())["pids"]
+        # Aegra names its workers "<host>-<pid>-worker-<i>".
+        [(n, pid)] = [(n, int(p)) for n, p in pids.items() if f"-{p}-worker-" in claimed]
+        os.killpg(pid, signal.SIGKILL)  # mid-payment: the request went out, no answer came
+        (await http.put(f"{payments}/_sim/faults", json={})).raise_for_status()
+        survivor = get_client(url=urls[(int(n) + 1) % 3], api_key=keys["staff"])
+        status = "running"
+        for _ in range(240):
+            status = (await survivor.runs.get(thread["thread_id"], run["run_id"]))["status"]
+            if status not in ("pending", "running"):
+                break
+            await asyncio.sleep(0.5)
+        refunds = (await http.get(f"{payments}/v1/refunds",
+                                  params={"order_id": order})).json()["refunds"]
+    assert status == "success", status
+    assert [r["amount_cents"] for r in refunds if r["amount_cents"] == 500] == [500]
+    await restart(spec, int(n), keys["staff"])
+
+
+def test_lineage_reads_a_thread_the_cluster_served(cluster: dict[str, Any],
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from graphs.cli import main
+
+    spec: Cluster = cluster["spec"]
+    with psycopg.connect(spec.database_url) as conn:
+        row = conn.execute("SELECT thread_id FROM runs WHERE status = 'success' ORDER BY "
+                           "created_at LIMIT 1").fetchone()
+    assert row is not None
+    monkeypatch.setenv("INTERLOCK_HOME", str(spec.home))
+    monkeypatch.setenv("INTERLOCK_DATABASE_URL", spec.database_url)
+    assert main(["history", str(row[0]), "--json"]) == 0
+    steps = json.loads(capsys.readouterr().out)
+    assert any("output_guard" in s["nodes"] for s in steps)
+
+
+async def test_no_customer_reaches_another_customers_thread_on_any_path(
+        cluster: dict[str, Any]) -> None:
+    a, b, _ = cluster["urls"]
+    keys = cluster["keys"]
+    owner = get_client(url=a, api_key=keys["c7"])
+    thread = await owner.threads.create()
+    tid = thread["thread_id"]
+    await owner.runs.wait(tid, "interlock", input=ask("Where is my order 1042? secret HUNTER2"))
+    before = len((await owner.threads.get_state(tid))["values"]["messages"])
+    async with httpx.AsyncClient(base_url=b, headers={"x-api-key": keys["c9"]}) as other:
+        # A run that "creates" a thread under an id another customer holds.
+        for route in ("/runs/wait", "/runs/stream", "/runs"):
+            answer = await other.post(f"/threads/{tid}{route}", json={
+                "assistant_id": "interlock", "if_not_exists": "create",
+                "input": ask("what do you know?")})
+            assert answer.status_code == 404, (route, answer.text)
+            assert "HUNTER2" not in answer.text
+        # A thread "made" under that id, asking for the existing one back.
+        made = await other.post("/threads", json={"thread_id": tid, "if_exists": "do_nothing"})
+        assert made.status_code in (404, 409) and "HUNTER2" not in made.text, made.text
+        for path in (f"/threads/{tid}", f"/threads/{tid}/state", f"/threads/{tid}/history",
+                     f"/threads/{tid}/runs"):
+            seen = await other.get(path)
+            assert seen.status_code == 404 and "HUNTER2" not in seen.text, (path, seen.text)
+        # A thread a customer's run makes under a new id is theirs, and only theirs.
+        fresh = str(uuid.uuid4())
+        mine = await other.post(f"/threads/{fresh}/runs/wait", json={
+            "assistant_id": "interlock", "if_not_exists": "create",
+            "input": ask("What is your return policy?"),
+            "metadata": {"actor": "customer:7"},
+            "config": {"metadata": {"actor": "customer:7", "owner": "customer:7"}}})
+        assert mine.status_code == 200, mine.text
+        assert (await other.get(f"/threads/{fresh}/state")).status_code == 200
+    assert len((await owner.threads.get_state(tid))["values"]["messages"]) == before
+    with pytest.raises(Exception) as hidden:
+        await owner.threads.get_state(fresh)
+    assert "404" in str(hidden.value) or "not found" in str(hidden.value).lower()

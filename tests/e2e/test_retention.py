@@ -24,13 +24,14 @@ def _fold(state: list[int], writes: list[list[int]]) -> list[int]:
 
 class Log(TypedDict, total=False):
     log: Annotated[list[int], DeltaChannel(_fold, snapshot_frequency=4)]
+    notes: Annotated[list[int], DeltaChannel(_fold, snapshot_frequency=7)]
     total: Annotated[int, operator.add]
     last: int
 
 
 async def step(state: Log) -> dict[str, Any]:
     n = len(state.get("log") or [])
-    return {"log": [n], "total": 1, "last": n}
+    return {"log": [n], "notes": [n * 10], "total": 1, "last": n}
 
 
 def graph(saver: BaseCheckpointSaver[Any]) -> Any:
@@ -59,8 +60,10 @@ async def test_a_long_thread_keeps_its_newest_checkpoints_and_what_their_deltas_
     await run_turns(app, "long", 10)
     before = (await app.aget_state({"configurable": {"thread_id": "long"}})).values
     assert before["log"] == list(range(10)) and before["total"] == 10
-    report = await prune(saver, now=datetime.now(UTC), keep_last=2)
-    assert report.checkpoints_deleted > 0 and report.kept_for_deltas > 0, report
+    untouched = await prune(saver, now=datetime.now(UTC), keep_last=2)  # no graph to read
+    assert untouched.namespaces_skipped == 1 and untouched.checkpoints_deleted == 0
+    report = await prune(saver, now=datetime.now(UTC), keep_last=2, graph=app)
+    assert report.checkpoints_deleted > 0 and report.snapshots_written == 1, report
     after = (await app.aget_state({"configurable": {"thread_id": "long"}})).values
     assert after == before  # the delta channel replays from a snapshot that was kept
     history = [s async for s in app.aget_state_history({"configurable": {"thread_id": "long"}})]
@@ -70,19 +73,34 @@ async def test_a_long_thread_keeps_its_newest_checkpoints_and_what_their_deltas_
         list(range(11)))
 
 
+async def test_every_kept_checkpoint_reads_as_before_whatever_its_channels_need(
+        saver: BaseCheckpointSaver[Any]) -> None:
+    # Two delta channels snapshot at different steps: each kept checkpoint needs its own
+    # ancestors for each of them.
+    app = graph(saver)
+    await run_turns(app, "two", 23)
+    config = {"configurable": {"thread_id": "two"}}
+    before = {s.config["configurable"]["checkpoint_id"]: s.values
+              async for s in app.aget_state_history(config)}
+    for keep in (5, 3, 1):
+        report = await prune(saver, now=datetime.now(UTC), keep_last=keep, graph=app)
+        assert report.checkpoints_kept < len(before)
+        kept = [s async for s in app.aget_state_history(config)]
+        for snap in kept:
+            assert snap.values == before[snap.config["configurable"]["checkpoint_id"]]
+
+
 async def test_dropping_ancestors_without_their_snapshot_would_lose_the_log(
         saver: BaseCheckpointSaver[Any]) -> None:
     # What retention guards against, shown: keep only the newest two checkpoints, as a naive
     # keep-latest does, and the delta channel reads back short.
-    from checkpoints.retention import _delete, _keep
+    from checkpoints.retention import _delete, _plan
 
     app = graph(saver)
     await run_turns(app, "naive", 10)
-    kept, every, extra = await _keep(saver, "naive", "", keep_last=2)
-    assert extra > 0
-    newest = [t.config["configurable"]["checkpoint_id"]
-              async for t in saver.alist({"configurable": {"thread_id": "naive"}}, limit=2)]
-    await _delete(saver, "naive", "", every - set(newest))
+    kept, doomed, boundary, deltas = await _plan(saver, "naive", "", keep_last=2)
+    assert deltas and boundary == kept[-1:]
+    await _delete(saver, "naive", "", set(doomed))  # without the snapshot first
     state = (await app.aget_state({"configurable": {"thread_id": "naive"}})).values
     assert state["log"] != list(range(10))
 
@@ -95,7 +113,7 @@ async def test_idle_threads_are_deleted_whole_and_a_dry_run_deletes_nothing(
     later = datetime.now(UTC) + timedelta(days=31)
     dry = await prune(saver, now=later, older_than=timedelta(days=30), dry_run=True)
     assert dry == PruneReport(threads=2, threads_deleted=2, checkpoints_deleted=0,
-                              checkpoints_kept=0, kept_for_deltas=0, dry_run=True)
+                              checkpoints_kept=0, dry_run=True)
     assert (await storage_report(saver))["threads"] == 2
     done = await prune(saver, now=later, older_than=timedelta(days=30))
     assert done.threads_deleted == 2

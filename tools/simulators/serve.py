@@ -45,6 +45,7 @@ def _control(sim: Simulator, method: str, path: str, body: bytes) -> httpx.Respo
         return httpx.Response(200, json={"calls": sim.stats.calls,
                                          "statuses": {str(k): v for k, v in
                                                       sim.stats.statuses.items()},
+                                         "in_flight": sim.stats.in_flight,
                                          "max_in_flight": sim.stats.max_in_flight})
     if path == "/_sim/faults" and method == "PUT":
         try:
