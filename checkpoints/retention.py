@@ -10,8 +10,10 @@ everything older goes, and every kept checkpoint reads exactly as before. (Keepi
 ancestors a kept checkpoint replays from, the first way, leaves those ancestors themselves
 partly unreadable: their channels snapshot at other steps.) Threads whose latest
 checkpoint is older than the cut-off are deleted whole. Works on both savers (SQL per saver
-for the deletes; the reads go through the saver's own API). Run it on a quiet thread: a thread
-deleted whole while a new run starts on it loses that run's first checkpoints.
+for the deletes; the reads go through the saver's own API). Run it on quiet threads: a thread
+deleted whole while a new run starts on it loses that run's first checkpoints, and a run
+resumed (or forked) from a checkpoint being pruned may find it gone. Subgraph namespaces keep
+their own newest checkpoints.
 """
 
 from __future__ import annotations
@@ -109,8 +111,14 @@ async def _snapshot(saver: Any, graph: Any, thread: str, ns: str, checkpoint_id:
     from langgraph.channels.delta import DeltaChannel
     from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
-    names = [k for k, c in graph.channels.items() if isinstance(c, DeltaChannel)]
-    state = await graph.aget_state(_config(thread, ns, checkpoint_id))
+    config = _config(thread, ns, checkpoint_id)
+    held = await saver.aget_tuple(config)
+    # Only channels this checkpoint has a version of: one never written reads as its empty
+    # value, and a snapshot of it would make it look written.
+    written = set(held.checkpoint["channel_versions"]) if held is not None else set()
+    names = [k for k, c in graph.channels.items()
+             if isinstance(c, DeltaChannel) and k in written]
+    state = await graph.aget_state(config)
     values = {k: state.values[k] for k in names if k in (state.values or {})}
     if _kind(saver) == "sqlite":
         async with saver.lock:
@@ -143,21 +151,22 @@ async def _snapshot(saver: Any, graph: Any, thread: str, ns: str, checkpoint_id:
             await cursor.execute(
                 "UPDATE checkpoints SET checkpoint = jsonb_set(checkpoint, "
                 "ARRAY['channel_values', %s], 'true'::jsonb) WHERE thread_id = %s AND "
-                "checkpoint_ns = %s AND checkpoint_id = %s", (name, thread, ns, checkpoint_id))
+                "checkpoint_ns = %s AND checkpoint_id = %s AND checkpoint -> "
+                "'channel_versions' ? %s", (name, thread, ns, checkpoint_id, name))
 
 
 async def _delete(saver: Any, thread: str, ns: str, doomed: set[str]) -> None:
-    marks = ",".join("?" * len(doomed))
-    args = (thread, ns, *sorted(doomed))
+    ids = sorted(doomed)
     if _kind(saver) == "sqlite":
         async with saver.lock:
-            for table in ("checkpoints", "writes"):
-                await saver.conn.execute(f"DELETE FROM {table} WHERE thread_id = ? AND "
-                                         f"checkpoint_ns = ? AND checkpoint_id IN ({marks})",
-                                         args)
+            for at in range(0, len(ids), 500):  # under SQLite's limit of bound parameters
+                chunk = ids[at:at + 500]
+                for table in ("checkpoints", "writes"):
+                    await saver.conn.execute(
+                        f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? AND "
+                        f"checkpoint_id IN ({','.join('?' * len(chunk))})", (thread, ns, *chunk))
             await saver.conn.commit()
         return
-    doomed_sql = marks.replace("?", "%s")
     async with saver.conn.connection() as conn, conn.transaction(), conn.cursor() as cursor:
         # Channel values the deleted checkpoints referred to and no other checkpoint does: only
         # versions those checkpoints name, so the blobs a run is writing now (a new version,
@@ -165,16 +174,16 @@ async def _delete(saver: Any, thread: str, ns: str, doomed: set[str]) -> None:
         await cursor.execute(
             "DELETE FROM checkpoint_blobs b USING checkpoints d, "
             "jsonb_each_text(d.checkpoint -> 'channel_versions') v(channel, version) "
-            f"WHERE d.thread_id = %s AND d.checkpoint_ns = %s AND d.checkpoint_id IN "
-            f"({doomed_sql}) AND b.thread_id = d.thread_id AND b.checkpoint_ns = "
-            "d.checkpoint_ns AND b.channel = v.channel AND b.version = v.version AND NOT EXISTS "
+            "WHERE d.thread_id = %s AND d.checkpoint_ns = %s AND d.checkpoint_id = ANY(%s) "
+            "AND b.thread_id = d.thread_id AND b.checkpoint_ns = d.checkpoint_ns AND "
+            "b.channel = v.channel AND b.version = v.version AND NOT EXISTS "
             "(SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = "
-            "b.checkpoint_ns AND c.checkpoint_id NOT IN "
-            f"({doomed_sql}) AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
-            (*args, *sorted(doomed)))
+            "b.checkpoint_ns AND NOT c.checkpoint_id = ANY(%s) AND "
+            "c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
+            (thread, ns, ids, ids))
         for table in ("checkpoints", "checkpoint_writes"):
             await cursor.execute(f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns "
-                                 f"= %s AND checkpoint_id IN ({doomed_sql})", args)
+                                 f"= %s AND checkpoint_id = ANY(%s)", (thread, ns, ids))
 
 
 async def prune(saver: BaseCheckpointSaver[Any], *, now: datetime,

@@ -108,12 +108,14 @@ def make_auth(*, shared_identity: str | None = None) -> Auth:
         kwargs = value.get("kwargs") or value
         if problem := input_problem(kwargs.get("input"), _settings()):
             raise Auth.exceptions.HTTPException(status_code=422, detail=problem)
+        if _is_staff(ctx):
+            # Staff's run keeps the thread's owner the edge wrote into its config (Aegra hands
+            # the run's config on as this handler leaves it).
+            return None
         config_metadata = (kwargs.get("config") or {}).get("metadata")
         if isinstance(config_metadata, dict):
             for name in OWNER_KEYS:
                 config_metadata.pop(name, None)
-        if _is_staff(ctx):
-            return None
         if command := kwargs.get("command"):
             raise Auth.exceptions.HTTPException(status_code=403,
                                                 detail=command_problem(command))

@@ -79,10 +79,19 @@ class Cluster:
                 "REAPER_INTERVAL_SECONDS": str(heartbeat),
                 "INTERLOCK_HOME": str(self.home),
                 "INTERLOCK_DATABASE_URL": self.database_url,
-                "INTERLOCK_RESILIENCE_STORE": f"{self.redis}?prefix={self.prefix}",
+                "INTERLOCK_RESILIENCE_STORE": _with_prefix(self.redis, self.prefix),
                 "LANGSMITH_TRACING": os.environ.get("LANGSMITH_TRACING", "false"),
                 "ENABLE_PROMETHEUS_METRICS": "false", "OTEL_TARGETS": "",
                 "PYTHONUNBUFFERED": "1"}
+
+
+def _with_prefix(url: str, prefix: str) -> str:
+    """The Redis URL with `prefix=` added to whatever query it has."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "prefix"] + [("prefix", prefix)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _pids(cluster: Cluster) -> Path:

@@ -54,8 +54,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_A_THREAD = re.compile(r"^/threads/(?!(?:search|count)(?:/|$))([^/]+)(?:/|$)")
-"""A path about one thread (`/threads/search` and `/threads/count` are not)."""
+_A_THREAD = re.compile(r"^/threads/(?!(?:search|count)$)([^/]+)(?:/|$)")
+"""A path about one thread (`/threads/search` and `/threads/count` are not; a thread a caller
+named `search` is, on its own routes: `/threads/search/state`)."""
 OPEN = frozenset({"/", "/ok", "/info", "/docs", "/openapi.json", "/metrics",
                   "/health", "/ready", "/live"})
 """Paths anyone may read: health, version and API docs, server-wide metrics."""
@@ -168,10 +169,15 @@ class Edge:
             payload = _json(body) if body else {}
             if isinstance(payload, dict) and payload.get("supersteps") and not caller.staff:
                 raise _Refused(403, "customers may not write a thread's state", code="forbidden")
-            if isinstance(payload, dict) and payload.get("thread_id") and not caller.staff and (
-                    payload.get("if_exists", "raise") != "raise"):
-                # "do_nothing" would hand back a thread someone else made under that id.
-                scope, body = _with_body(scope, {**payload, "if_exists": "raise"})
+            if isinstance(payload, dict) and not caller.staff:
+                # A customer's thread id is theirs only if it is new: "do_nothing" would hand
+                # back a thread someone else made under that id. The server reads the camel-case
+                # aliases too (`threadId`, `ifExists`, which win over the snake-case names).
+                named = payload.get("threadId") or payload.get("thread_id")
+                rest = {k: v for k, v in payload.items()
+                        if k not in ("threadId", "thread_id", "ifExists", "if_exists")}
+                scope, body = _with_body(scope, {**rest, "thread_id": named,
+                                                 "if_exists": "raise"} if named else rest)
             await self.app(scope, _replayed(body, receive), send)
             return
         if _COPY.match(path):
@@ -232,15 +238,8 @@ class Edge:
         """
         status, thread = await _subrequest(self.app, scope, "GET", f"/threads/{thread_id}")
         if status == 404 and creates:
-            # No thread the caller may see under that id. Made here, as the caller, so that it
-            # is theirs; if one exists (someone else's), the make fails and it stays hidden.
-            # (Aegra ignores a run's `if_not_exists`, and would run on the other's thread.)
-            made, _ = await _subrequest(self.app, scope, "POST", "/threads",
-                                        {"thread_id": thread_id, "if_exists": "raise"})
-            if 200 <= made < 300:
-                return
-            status = 404 if made == 409 else made
-        if status == 404:  # not theirs (the server's rules hid it), or no such thread
+            return  # made as the caller once the run is checked (`_check_thread`)
+        if status in (404, 422):  # not theirs (the server's rules hid it), or no such thread
             raise _Refused(404, f"thread {thread_id} not found", code="not_found")
         if status != 200:  # cannot tell whose it is: refuse rather than guess
             raise _Refused(503, "the thread's owner could not be checked; try again",
@@ -277,13 +276,19 @@ class Edge:
         """
         status, found = await _subrequest(self.app, scope, "GET", f"/threads/{thread_id}")
         if status == 404 and payload.get("if_not_exists") == "create":
-            # Made here, as the caller, so it is theirs on every server (Aegra ignores
-            # `if_not_exists` on a run).
+            # No thread the caller may see under that id. Made here, as the caller, so that it
+            # is theirs on every server; if one exists (someone else's), the make fails and it
+            # stays hidden (Aegra ignores a run's `if_not_exists`: it would run on the other's).
             status, found = await _subrequest(self.app, scope, "POST", "/threads",
                                               {"thread_id": thread_id, "if_exists": "raise"})
+            if status == 409:
+                raise _Refused(404, f"thread {thread_id} not found", code="not_found")
             status = 200 if 200 <= status < 300 else status
-        if status != 200 or not isinstance(found, dict):
+        if status in (404, 422):
             return payload  # not found or not theirs: the server itself answers
+        if status != 200 or not isinstance(found, dict):
+            # Cannot tell whether an approval waits: refuse rather than let one be skipped.
+            raise _Refused(503, "the thread could not be read; try again", code="unavailable")
         if "if_not_exists" in payload:
             payload = {k: v for k, v in payload.items() if k != "if_not_exists"}
         # Whose thread it is, as the thread records it, for the graph (`server_owner`): a
@@ -300,7 +305,8 @@ class Edge:
         status, state = await _subrequest(self.app, scope, "GET",
                                           f"/threads/{thread_id}/state")
         if status != 200 or not isinstance(state, dict):
-            return payload
+            raise _Refused(503, "the thread's state could not be read; try again",
+                           code="unavailable")
         pending = [i for i in state.get("interrupts") or [] if isinstance(i, dict)]
         approvals = [i for i in pending if isinstance(i.get("value"), dict)
                      and i["value"].get("digest")]

@@ -305,8 +305,13 @@ async def test_no_customer_reaches_another_customers_thread_on_any_path(
             assert answer.status_code == 404, (route, answer.text)
             assert "HUNTER2" not in answer.text
         # A thread "made" under that id, asking for the existing one back.
-        made = await other.post("/threads", json={"thread_id": tid, "if_exists": "do_nothing"})
-        assert made.status_code in (404, 409) and "HUNTER2" not in made.text, made.text
+        for asked in ({"thread_id": tid, "if_exists": "do_nothing"},
+                      {"threadId": tid, "ifExists": "do_nothing"},  # the server's aliases
+                      {"thread_id": tid, "if_exists": "raise", "ifExists": "do_nothing"},
+                      {"thread_id": str(uuid.uuid4()), "threadId": tid}):
+            made = await other.post("/threads", json=asked)
+            assert made.status_code in (404, 409), (asked, made.text)
+            assert "customer:7" not in made.text and "HUNTER2" not in made.text, made.text
         for path in (f"/threads/{tid}", f"/threads/{tid}/state", f"/threads/{tid}/history",
                      f"/threads/{tid}/runs"):
             seen = await other.get(path)
@@ -324,3 +329,38 @@ async def test_no_customer_reaches_another_customers_thread_on_any_path(
     with pytest.raises(Exception) as hidden:
         await owner.threads.get_state(fresh)
     assert "404" in str(hidden.value) or "not found" in str(hidden.value).lower()
+
+
+async def test_a_thread_named_like_a_route_is_its_owners_alone(cluster: dict[str, Any]) -> None:
+    a, b, _ = cluster["urls"]
+    keys = cluster["keys"]
+    async with httpx.AsyncClient(base_url=a, headers={"x-api-key": keys["c7"]}) as owner, \
+            httpx.AsyncClient(base_url=b, headers={"x-api-key": keys["c9"]}) as other:
+        made = await owner.post("/threads", json={"thread_id": "count"})
+        assert made.status_code == 200, made.text
+        answer = await owner.post("/threads/count/runs/wait", json={
+            "assistant_id": "interlock", "input": ask("Where is my order 1042? secret HUNTER2")})
+        assert answer.status_code == 200, answer.text
+        for path in ("/threads/count/state", "/threads/count/history", "/threads/count/runs"):
+            seen = await other.get(path)
+            assert seen.status_code == 404 and "HUNTER2" not in seen.text, (path, seen.text)
+        ran = await other.post("/threads/count/runs/wait", json={
+            "assistant_id": "interlock", "if_not_exists": "create",
+            "input": ask("what do you know?")})
+        assert ran.status_code == 404 and "HUNTER2" not in ran.text, ran.text
+        assert (await owner.get("/threads/count/state")).status_code == 200
+
+
+async def test_staff_speaking_first_on_a_customers_thread_keeps_it_the_customers(
+        cluster: dict[str, Any]) -> None:
+    a, b, c = cluster["urls"]
+    keys = cluster["keys"]
+    customer = get_client(url=a, api_key=keys["c7"])
+    thread = await customer.threads.create()
+    staff = get_client(url=b, api_key=keys["staff"])
+    first = await staff.runs.wait(thread["thread_id"], "interlock",
+                                  input=ask("Where is order 1042?"))
+    assert "1042" in last(first)
+    again = await get_client(url=c, api_key=keys["c7"]).runs.wait(
+        thread["thread_id"], "interlock", input=ask("Where is my order 1042?"))
+    assert "1042" in last(again) and "not found" not in last(again).lower(), last(again)

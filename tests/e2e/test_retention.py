@@ -25,13 +25,16 @@ def _fold(state: list[int], writes: list[list[int]]) -> list[int]:
 class Log(TypedDict, total=False):
     log: Annotated[list[int], DeltaChannel(_fold, snapshot_frequency=4)]
     notes: Annotated[list[int], DeltaChannel(_fold, snapshot_frequency=7)]
+    late: Annotated[list[int], DeltaChannel(_fold, snapshot_frequency=3)]
+    """Written only from turn 22 on: older checkpoints have no version of it."""
     total: Annotated[int, operator.add]
     last: int
 
 
 async def step(state: Log) -> dict[str, Any]:
     n = len(state.get("log") or [])
-    return {"log": [n], "notes": [n * 10], "total": 1, "last": n}
+    return {"log": [n], "notes": [n * 10], "total": 1, "last": n,
+            **({"late": [n]} if n >= 22 else {})}
 
 
 def graph(saver: BaseCheckpointSaver[Any]) -> Any:
@@ -88,6 +91,17 @@ async def test_every_kept_checkpoint_reads_as_before_whatever_its_channels_need(
         kept = [s async for s in app.aget_state_history(config)]
         for snap in kept:
             assert snap.values == before[snap.config["configurable"]["checkpoint_id"]]
+
+
+async def test_a_thread_with_hundreds_of_checkpoints_to_drop_is_pruned_in_one_go(
+        saver: BaseCheckpointSaver[Any]) -> None:
+    app = graph(saver)
+    await run_turns(app, "many", 250)
+    config = {"configurable": {"thread_id": "many"}}
+    before = (await app.aget_state(config)).values
+    report = await prune(saver, now=datetime.now(UTC), keep_last=1, graph=app)
+    assert report.checkpoints_deleted > 500 and report.checkpoints_kept == 1, report
+    assert (await app.aget_state(config)).values == before
 
 
 async def test_dropping_ancestors_without_their_snapshot_would_lose_the_log(
