@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +65,8 @@ class OpenAIStub:
     answers: list[tuple[int, dict[str, Any], dict[str, str]]]
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    respond: Callable[[dict[str, Any]], tuple[int, dict[str, Any], dict[str, str]]] | None = None
+    """Answers every request from its body when set (a server's behaviour, not a script)."""
 
     @staticmethod
     def completion(content: str) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -80,10 +82,14 @@ class OpenAIStub:
 
 
 @contextmanager
-def openai_stub(answers: list[tuple[int, dict[str, Any], dict[str, str]]]
-                ) -> Iterator[OpenAIStub]:
-    """Serve `answers` (status, body, headers) on 127.0.0.1; yields the stub with its URL."""
-    stub = OpenAIStub(answers=list(answers))
+def openai_stub(answers: list[tuple[int, dict[str, Any], dict[str, str]]],
+                respond: Callable[[dict[str, Any]], tuple[int, dict[str, Any], dict[str, str]]]
+                | None = None) -> Iterator[OpenAIStub]:
+    """Serve `answers` (status, body, headers) on 127.0.0.1; yields the stub with its URL.
+
+    `respond(body)`, if given, answers every request instead.
+    """
+    stub = OpenAIStub(answers=list(answers), respond=respond)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -91,8 +97,9 @@ def openai_stub(answers: list[tuple[int, dict[str, Any], dict[str, str]]]
             body = json.loads(self.rfile.read(length) or b"{}")
             stub.requests.append({"path": self.path, "body": body,
                                   "headers": dict(self.headers.items())})
-            status, payload, headers = (stub.answers.pop(0) if stub.answers else
-                                        (500, {"error": {"message": "no answer scripted"}}, {}))
+            status, payload, headers = (
+                stub.respond(body) if stub.respond is not None else stub.answers.pop(0)
+                if stub.answers else (500, {"error": {"message": "no answer scripted"}}, {}))
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -1,6 +1,7 @@
 """The model dependency: a chat model (ChatOpenAI by default) called for structured output.
 
-The client is built with `max_retries=0`: the governor is the only retry layer.
+The client is built with `max_retries=0`: the governor is the only retry layer. The structured
+output mode is the first one the server takes (`tools.structured`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor
 from tools.http import Handler
 from tools.recording import Recorder
+from tools.structured import LEARNED, Mode, StructuredModes, json_mode_instruction, mode_refused
 
 if TYPE_CHECKING:  # the SDKs load when a model is configured, not with INTERLOCK_MODEL=rules
     from langchain_core.language_models import BaseChatModel
@@ -63,8 +65,11 @@ class ModelClient:
     dependency = "model"
 
     def __init__(self, model: BaseChatModel, governor: CallGovernor,
-                 recorder: Recorder | None = None, clock: Clock | None = None) -> None:
+                 recorder: Recorder | None = None, clock: Clock | None = None,
+                 modes: StructuredModes | None = None) -> None:
         self.model = model
+        self._modes = modes or LEARNED
+        self._runnables: dict[tuple[type[BaseModel], Mode], Any] = {}
         self._governor = governor
         self._clock = clock or Clock()
         self._recorder = recorder or Recorder(self._clock)
@@ -74,16 +79,50 @@ class ModelClient:
         """The model's name, for provenance."""
         return str(getattr(self.model, "model_name", None) or type(self.model).__name__)
 
+    @property
+    def server(self) -> str:
+        """Where the model is served, and which model: what structured-output modes are per."""
+        base = getattr(self.model, "openai_api_base", None) or "https://api.openai.com/v1"
+        return f"{base}#{self.name}"
+
+    def _runnable(self, schema: type[M], mode: Mode) -> Any:
+        key = (schema, mode)
+        if (found := self._runnables.get(key)) is None:
+            found = self._runnables[key] = self.model.with_structured_output(
+                schema, method=mode, include_raw=True)
+        return found
+
     async def structured(self, schema: type[M], messages: list[BaseMessage],
                          ctx: CallContext) -> M:
-        """Ask the model for an instance of `schema`; malformed output is a non-retryable error."""
-        import openai
+        """Ask the model for an instance of `schema`; malformed output is a non-retryable error.
 
-        runnable = self.model.with_structured_output(schema, include_raw=True)
+        Asked in the first structured-output mode the server has not refused (`tools.structured`):
+        a refusal of a mode moves on to the next one within the same attempt.
+        """
+        import openai
+        from langchain_core.messages import SystemMessage
+
+        async def ask(mode: Mode) -> Any:
+            said = messages
+            if mode == "json_mode":
+                said = [SystemMessage(json_mode_instruction(schema.model_json_schema())),
+                        *messages]
+            return await self._runnable(schema, mode).ainvoke(said)
 
         async def attempt(limit_s: float) -> M:
             try:
-                out: Any = await runnable.ainvoke(messages)
+                for mode in self._modes.order(self.server):
+                    try:
+                        out: Any = await ask(mode)
+                        break
+                    except openai.APIStatusError as exc:
+                        if not mode_refused(exc.status_code, f"{exc.message} {exc.body}"):
+                            raise
+                        self._modes.refuse(self.server, mode)
+                else:
+                    raise DependencyError(
+                        "the model's server takes none of json_schema, tool calls or JSON mode",
+                        dependency="model", retryable=False, reason="unsupported")
             except (openai.APIStatusError, openai.APITimeoutError,
                     openai.APIConnectionError) as exc:
                 error = sdk_error("model", exc)
