@@ -151,6 +151,11 @@ def _parser() -> argparse.ArgumentParser:
                                             "declares)")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=0, help="0: pick a free port")
+
+    gateway = commands.add_parser("gateway", help="serve the governed model gateway "
+                                                  "(OpenAI-compatible) in front of the model")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=0, help="0: pick a free port")
     return parser
 
 
@@ -366,6 +371,11 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command in ("prune", "storage"):
         return await _retention(args, settings)
+    if args.command == "gateway":
+        from graphs.gateway import serve as serve_gateway
+
+        await serve_gateway(settings, host=args.host, port=args.port)
+        return 0
     if args.command == "simulate":
         from tools.simulators.serve import serve
 

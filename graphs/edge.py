@@ -13,7 +13,8 @@ One ASGI middleware in front of every route the server has, before its own auth:
 - **approvals bound to what was shown**: an answer must name the waiting proposal's digest,
   and a new request on a thread whose approval waits is refused (409), so nothing takes the
   place of a proposal under a reviewer;
-- **ownership on copies**: a thread copied by staff is the copier's.
+- **ownership on copies**: a thread copied by staff is the copier's;
+- **the model gateway** under `/v1/` (`graphs.gateway`, staff keys) when a model is configured.
 
 The server's auth handlers (`graphs/auth.py`) check ownership and commands again; this edge
 stops what they cannot see (bodies, rates, thread state).
@@ -108,6 +109,7 @@ class Edge:
         self._settings: Settings | None = None
         self._ring: KeyRing | None = None
         self._limiter: ActorLimiter | None = None
+        self._model_gateway: ASGIApp | None = None
 
     def _setup(self) -> tuple[Settings, KeyRing, ActorLimiter]:
         if self._settings is None:  # settings are read on the first request, not at import
@@ -129,10 +131,16 @@ class Edge:
         read = False
         try:
             caller = self._caller(scope, ring)
-            if not _SERVED.match(scope["path"]) or _NOT_SERVED.match(scope["path"]):
+            gateway = scope["path"].startswith("/v1/")
+            if (not _SERVED.match(scope["path"]) and not gateway) or _NOT_SERVED.match(
+                    scope["path"]):
                 raise _Refused(404, "not served here", code="not_served")
             if refusal := limiter.request(caller.identity, caller.kind):
                 raise _limited(refusal)
+            if gateway:  # the model gateway (`graphs.gateway`), for staff keys
+                read = True  # it reads (or refuses) the body itself
+                await self._gateway(settings)(scope, receive, send)
+                return
             body = await _read_body(scope, receive, settings.max_body_bytes)
             read = True
             await self._admit(scope, caller, body, settings, limiter, receive, send)
@@ -143,6 +151,16 @@ class Edge:
                 extra.append((b"connection", b"close"))
             await _respond(send, refused.status, {"detail": refused.detail,
                                                   "code": refused.code}, extra)
+
+    def _gateway(self, settings: Settings) -> ASGIApp:
+        if self._model_gateway is None:
+            if settings.model == "rules":
+                raise _Refused(404, "no model gateway: the server has no model "
+                                    "(INTERLOCK_MODEL=openai:<model>)", code="not_served")
+            from graphs.gateway import Gateway
+
+            self._model_gateway = Gateway(settings)
+        return self._model_gateway
 
     def _caller(self, scope: Scope, ring: KeyRing) -> _Caller:
         headers = dict(scope.get("headers") or [])
