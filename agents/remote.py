@@ -11,18 +11,22 @@ declares both halves a team adds in one module (`INTERLOCK_EXTENSIONS`):
 The call is the Agent Protocol's stateless `POST /runs/wait` (the LangGraph server, Aegra)
 made with httpx, not `RemoteGraph`: langgraph_sdk's client retries on its own and takes no
 per-attempt timeout, and the governor must be the only retry layer. It sends the graph
-`{"step", "request": {"text", "turn"}, "known"}` (the facts of the steps it depends on) with
-headers `Idempotency-Key` (the same for
-every attempt of one step, so a remote side effect happens once), `x-interlock-deadline-ms`,
+`{"step", "request": {"text", "turn"}, "known", "idempotency_key"}` (`known`: the facts of the
+steps it depends on; the key is the same for every attempt, resume and replay of one step and
+what it asks, so a remote graph with a side effect can make it once: the server does not
+deduplicate, the graph must) with headers `Idempotency-Key`, `x-interlock-deadline-ms`,
 `x-interlock-thread` and `x-interlock-step`, and reads from the run's final values
 `{"status": "done" | "degraded" | "not_found", "facts": [{"kind", "subject", "value",
-"source"}], "note"}`. A remote that is down, slow or answering nonsense degrades its own step
-("could not be checked"); the rest of the plan carries on.
+"source"}], "note"}`: facts about what the step asked only (`produces`), judged by the fact
+guard; the remote's `note` is never shown to anyone (only checked facts reach the answer). A
+remote that is down, slow or answering nonsense degrades its own step ("could not be
+checked"); the rest of the plan carries on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -42,6 +46,9 @@ __all__ = ["RemoteWorkerClient", "remote_worker"]
 
 _STATUSES = ("done", "degraded", "not_found")
 _MIN_LEFT_MS = 1
+_MAX_ANSWER_BYTES = 1024 * 1024
+"""A remote answer larger than this is refused as outside the contract."""
+_MAX_FACTS = 50
 
 
 class RemoteWorkerClient:
@@ -72,6 +79,10 @@ class RemoteWorkerClient:
                                     "on_completion": "delete"},
                 headers=headers, timeout=limit_s)
             status = answer.status_code
+            if len(answer.content) > _MAX_ANSWER_BYTES:
+                raise DependencyError("the remote graph's answer is too large",
+                                      dependency=self.name, retryable=False,
+                                      reason="malformed_output")
             if status >= 400:
                 retryable = status in (408, 429) or status >= 500
                 raise DependencyError(f"HTTP {status}", dependency=self.name,
@@ -93,10 +104,17 @@ class RemoteWorkerClient:
             lambda: self._governor.call(self.name, attempt, ctx, action="run"))
 
 
-def _idempotency_key(state: WorkerState, step: PlanStep, name: str) -> str:
+def _idempotency_key(state: WorkerState, payload: dict[str, Any], name: str) -> str:
+    """The step's key, one per step and what it asks.
+
+    Every attempt, resume and replay of the step shares it; a fork that asks something else at
+    the same step does not.
+    """
     request = state["request"]
     origin = request.get("origin") or request["message_id"]
-    return "il-" + hashlib.sha256(f"{name}|{origin}|{step['id']}".encode()).hexdigest()[:40]
+    asked = json.dumps({"step": payload["step"], "request": payload["request"]},
+                       sort_keys=True, default=str)
+    return "il-" + hashlib.sha256(f"{name}|{origin}|{asked}".encode()).hexdigest()[:40]
 
 
 def remote_worker(*, name: str, graph_id: str, description: str,
@@ -123,12 +141,13 @@ def remote_worker(*, name: str, graph_id: str, description: str,
             step = state["step"]
             ctx = call_context(state, deps.toolbox, runtime)
             now = deps.toolbox.clock.now()
-            payload = {"step": dict(step), "known": dict(state["facts"]),
-                       "request": {"text": state["request"]["text"],
-                                   "turn": state["request"]["turn"]}}
+            payload: dict[str, Any] = {
+                "step": dict(step), "known": dict(state["facts"]),
+                "request": {"text": state["request"]["text"],
+                            "turn": state["request"]["turn"]}}
+            key = payload["idempotency_key"] = _idempotency_key(state, payload, name)
             try:
-                values = await client.run(payload, ctx,
-                                          idempotency_key=_idempotency_key(state, step, name))
+                values = await client.run(payload, ctx, idempotency_key=key)
             except DependencyError as exc:
                 facts = []
                 if degraded_fact is not None:
@@ -139,15 +158,24 @@ def remote_worker(*, name: str, graph_id: str, description: str,
                               note=f"{name} unavailable ({exc.reason})", events=ctx.events)
             status = values.get("status")
             said = values.get("facts")
-            if status not in _STATUSES or not isinstance(said, list):
+            if status not in _STATUSES or not isinstance(said, list) or len(said) > _MAX_FACTS:
                 return report(worker, step, "failed", [], degraded=[name],
                               note=f"{name} answered outside its contract", events=ctx.events)
-            note = values.get("note")
-            return report(worker, step, status, [_fact(worker, step, item, name, now)
-                                                 for item in said],
+            facts = [_fact(worker, step, item, name, now) for item in said]
+            # Only what this step asked: a remote answering about other subjects as well would
+            # have those reused later without being asked.
+            asked = set(worker.produces(step)) if worker.produces is not None else None
+            if asked is not None and any(f["id"] not in asked and f["kind"] in worker.owns
+                                         for f in facts):  # other kinds: the fact guard's
+                return report(worker, step, "failed", [], degraded=[name],
+                              note=f"{name} answered about what it was not asked",
+                              events=ctx.events)
+            # The remote's own words (`note`) never reach the answer: only facts the guards
+            # check do. The note is ours.
+            return report(worker, step, status, facts,
                           degraded=[name] if status == "degraded" else [],
-                          note=str(note)[:500] if isinstance(note, str) else "",
-                          events=ctx.events)
+                          note=f"answered by {name}" if status == "done" else
+                          f"{name} reported {status}", events=ctx.events)
 
         return single_node_worker(worker, run_remote)
 

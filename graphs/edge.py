@@ -136,6 +136,15 @@ class Edge:
                     scope["path"]):
                 raise _Refused(404, "not served here", code="not_served")
             if refusal := limiter.request(caller.identity, caller.kind):
+                if gateway:  # no 429 to a model client: its SDK would retry it
+                    await _respond(send, 424, {"error": {
+                        "message": "Interlock refused the model call: this key's share of "
+                                   f"requests is used for now ({refusal.reason}); do not "
+                                   "retry at once", "type": "dependency_refused",
+                        "code": "caller_limit", "param": None},
+                        "interlock": {"retry_after_s": refusal.retry_after_s}},
+                        [(b"x-should-retry", b"false"), (b"connection", b"close")])
+                    return
                 raise _limited(refusal)
             if gateway:  # the model gateway (`graphs.gateway`), for staff keys
                 read = True  # it reads (or refuses) the body itself

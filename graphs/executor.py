@@ -53,7 +53,7 @@ def _event(kind: str, step: PlanStep, clock: Clock, thread: str | None,
 
 def _fresh_facts(step: PlanStep, state: InterlockState, produces: Produces,
                  settings: Settings, now: datetime) -> list[str] | None:
-    """The step's facts if every one is in state, in this request's scope, and fresh."""
+    """The step's facts if every one is in state, in scope and fresh (none from a degraded step)."""
     make = produces.get(step["worker"])
     if make is None:
         return None
@@ -62,11 +62,15 @@ def _fresh_facts(step: PlanStep, state: InterlockState, produces: Produces,
     ids = make(step)
     scope = scope_of(viewer_of(request))
     request_at = parse_iso(request["received_at"])
+    results = state.get("results", {})
     for fid in ids:
         fact = facts.get(fid)
         if fact is None or fact.get("scope") != scope or staleness(
                 fact, now=now, request_at=request_at, ttls=settings.fact_ttls):
             return None
+        made = results.get(fact["step_id"])
+        if made is not None and made["status"] == "degraded":
+            return None  # what could not be checked then is asked again, not reused
     return ids
 
 

@@ -16,7 +16,10 @@ breaker, the retry budget, its bulkhead and per-call timeout, and the caller's d
   408, 409, 429 and 5xx; CrewAI's wrapper 429 and texts saying "rate limit"), and its text
   never says either.
 - What the model's server refuses on its merits (a 400 for a bad request, a structured-output
-  mode it does not take) is passed on as it answered, once: the caller can adapt.
+  mode it does not take) is passed on as it answered, once, with `x-should-retry: false` (and
+  as a 400 where it came as a status clients retry: llama.cpp refuses a mode with a 500): the
+  caller can adapt. The server refusing the gateway's own credentials is a refusal (424): the
+  caller's key is not at fault.
 - The caller's key must be staff's (`interlock keys add --staff`): a customer's key does not
   buy model calls.
 """
@@ -24,6 +27,7 @@ breaker, the retry budget, its bulkhead and per-call timeout, and the caller's d
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -37,7 +41,7 @@ from graphs.settings import Settings
 from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor, Governor
 from tools.spans import span
-from tools.structured import mode_refused
+from tools.structured import error_message, mode_refused
 
 __all__ = ["DEADLINE_HEADER", "REFUSED_STATUS", "STEP_HEADER", "THREAD_HEADER", "Gateway",
            "serve"]
@@ -52,7 +56,10 @@ THREAD_HEADER = "x-interlock-thread"
 STEP_HEADER = "x-interlock-step"
 REFUSED_STATUS = 424
 """Failed Dependency: outside every retrying client's list."""
+_log = logging.getLogger(__name__)
 _REFUSALS = ("breaker_open", "retry_budget_exhausted", "bulkhead_full", "deadline")
+_MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""A model's answer larger than this is refused as unusable."""
 
 
 class _Answer(Exception):
@@ -93,14 +100,27 @@ class Gateway:
         """Answer one request (ASGI)."""
         if scope["type"] != "http":
             return
+        read = [False]
+
+        async def reading() -> Message:
+            message = await receive()
+            read[0] = read[0] or not message.get("more_body")
+            return message
+
         try:
-            answer = await self._handle(scope, receive)
+            answer = await self._handle(scope, reading)
         except _Answer as given:
             answer = given
+        except Exception:  # a defect of ours: typed, and not retried by the client either
+            _log.exception("the model gateway failed")
+            answer = self._refusal(DependencyError("gateway failure", dependency="model",
+                                                   retryable=False, reason="internal"),
+                                   CallContext())
+        closing = [] if read[0] else [(b"connection", b"close")]  # a body left unread
         data = json.dumps(answer.body).encode()
         await send({"type": "http.response.start", "status": answer.status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-            *answer.headers]})
+            *answer.headers, *closing]})
         await send({"type": "http.response.body", "body": data})
 
     async def _handle(self, scope: Scope, receive: Receive) -> _Answer:
@@ -173,6 +193,9 @@ class Gateway:
             answer = await self._http.post(f"{self._base}/chat/completions", json=asked,
                                            headers=auth, timeout=limit_s)
             status = answer.status_code
+            if len(answer.content) > _MAX_ANSWER_BYTES:
+                raise DependencyError("the model's answer is too large", dependency="model",
+                                      retryable=False, reason="malformed_output")
             if status < 400:
                 try:
                     parsed = answer.json()
@@ -184,8 +207,15 @@ class Gateway:
                                           dependency="model", retryable=False,
                                           reason="malformed_output")
                 return parsed
-            retryable = (status in (408, 429) or status >= 500) and not mode_refused(
-                status, answer.text)
+            try:
+                said = error_message(answer.json(), answer.text[:2000])
+            except ValueError:
+                said = answer.text[:2000]
+            if status in (401, 403):  # the gateway's own credentials: not the caller's to fix
+                raise DependencyError(f"HTTP {status}", dependency="model", retryable=False,
+                                      status=status, reason="upstream_auth")
+            retryable = (status in (408, 429) or status >= 500) and not mode_refused(status,
+                                                                                      said)
             if not retryable:
                 refused.append(answer)
             raise DependencyError(f"HTTP {status}", dependency="model", retryable=retryable,
@@ -208,9 +238,14 @@ class Gateway:
                     except ValueError:
                         passed = {"error": {"message": answer.text[:2000],
                                             "type": "upstream_error"}}
-                    return _Answer(answer.status_code, {
-                        **(passed if isinstance(passed, dict) else {"error": passed}),
-                        "interlock": _attributed(ctx)})
+                    # As it answered, but under a status no client retries (a refused mode
+                    # can come as a 500, llama.cpp's; a 409 is retried by the OpenAI SDK).
+                    status = answer.status_code
+                    return _Answer(
+                        400 if status >= 500 or status in (408, 409) else status,
+                        {**(passed if isinstance(passed, dict) else {"error": passed}),
+                         "interlock": {**_attributed(ctx), "upstream_status": status}},
+                        [(b"x-should-retry", b"false")])
                 return self._refusal(error, ctx)
         return _Answer(200, {**completion, "interlock": _attributed(ctx)})
 
@@ -221,7 +256,10 @@ class Gateway:
                "deadline": "no time is left before the caller's deadline",
                "throttled": "the model's server is throttling (retried by Interlock)",
                "timeout": "the model did not answer in time (retried by Interlock)",
-               "malformed_output": "the model's answer was unusable"}.get(
+               "malformed_output": "the model's answer was unusable",
+               "upstream_auth": "the model's server refused the gateway's own credentials "
+                                "(the operator's to fix)",
+               "internal": "the gateway failed"}.get(
             error.reason, "the model is failing (retried by Interlock)")
         body = {"error": {"message": f"Interlock refused the model call: {why}. Do not retry "
                                      "it: the governor already has.",

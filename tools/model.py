@@ -18,7 +18,14 @@ from tools.errors import DependencyError
 from tools.governor import CallContext, CallGovernor
 from tools.http import Handler
 from tools.recording import Recorder
-from tools.structured import LEARNED, Mode, StructuredModes, json_mode_instruction, mode_refused
+from tools.structured import (
+    LEARNED,
+    Mode,
+    StructuredModes,
+    error_message,
+    json_mode_instruction,
+    mode_refused,
+)
 
 if TYPE_CHECKING:  # the SDKs load when a model is configured, not with INTERLOCK_MODEL=rules
     from langchain_core.language_models import BaseChatModel
@@ -116,7 +123,8 @@ class ModelClient:
                         out: Any = await ask(mode)
                         break
                     except openai.APIStatusError as exc:
-                        if not mode_refused(exc.status_code, f"{exc.message} {exc.body}"):
+                        if not mode_refused(exc.status_code,
+                                            error_message(exc.body, str(exc.message))):
                             raise
                         self._modes.refuse(self.server, mode)
                 else:

@@ -13,41 +13,57 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
-__all__ = ["MODES", "LEARNED", "Mode", "StructuredModes", "json_mode_instruction",
-           "mode_refused"]
+__all__ = ["FORGET_AFTER_S", "LEARNED", "MODES", "Mode", "StructuredModes",
+           "error_message", "json_mode_instruction", "mode_refused"]
 
 Mode = Literal["json_schema", "function_calling", "json_mode"]
 MODES: tuple[Mode, ...] = ("json_schema", "function_calling", "json_mode")
 """Tried in this order: the strictest first."""
 
-_SAYS_MODE = ("response_format", "response format", "json_schema", "json schema", "json_object",
-              "structured output", "grammar", "tool_choice", "tool choice", "tools", "tool call",
-              "function call", "functions")
-"""What a refusal of a mode names (a 400 about the context length does not)."""
-_SAYS_UNSUPPORTED = ("not support", "unsupported", "not implemented", "not available",
-                     "requires", "not allowed", "invalid", "unknown", "unrecognized",
-                     "not enabled", "extra inputs", "extra_forbidden", "only")
+_PARAMETERS = ("response_format", "response format", "json_schema", "json schema",
+               "json_object", "structured output", "grammar", "tool_choice", "tool choice",
+               "tools", "tool calling", "function calling", "functions")
+"""What a refusal of a mode names: the request's parameter for it."""
+_UNSUPPORTED = ("not support", "unsupported", "not implemented", "not available", "requires",
+                "not allowed", "unknown", "unrecognized", "not enabled", "extra inputs",
+                "extra_forbidden", "not permitted", "only")
+"""How it says that the server does not take it."""
+_INVALID = ("response_format", "json_schema", "tool_choice")
+"""Parameters whose being "invalid" means the mode (a tool call's invalid JSON does not)."""
+_STATUSES = (400, 404, 405, 415, 422, 500, 501)
+"""What such a refusal is answered with (a 502, 503 or 504 is a proxy or an outage)."""
+FORGET_AFTER_S = 3600.0
+"""A refused mode is asked again after this long: servers are upgraded, and a refusal could
+have been misread."""
 
 
 class StructuredModes:
     """What each server refused, learned from its answers (thread-safe; in this process)."""
 
-    def __init__(self) -> None:
-        self._refused: dict[str, set[Mode]] = {}
+    def __init__(self, forget_after_s: float = FORGET_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._refused: dict[str, dict[Mode, float]] = {}
         self._lock = threading.Lock()
+        self._forget_after_s = forget_after_s
+        self._clock = clock
 
     def order(self, server: str) -> list[Mode]:
-        """The modes to try on `server`, the ones it refused left out."""
+        """The modes to try on `server`, the ones it refused lately left out."""
+        now = self._clock()
         with self._lock:
-            refused = self._refused.get(server, set())
+            refused = self._refused.get(server, {})
+            for mode in [m for m, at in refused.items() if now - at > self._forget_after_s]:
+                del refused[mode]
             return [m for m in MODES if m not in refused]
 
     def refuse(self, server: str, mode: Mode) -> None:
         """`server` does not take `mode`."""
         with self._lock:
-            self._refused.setdefault(server, set()).add(mode)
+            self._refused.setdefault(server, {})[mode] = self._clock()
 
     def accepted(self, server: str) -> Mode | None:
         """The mode `server` is asked in now (None: it refused every one)."""
@@ -67,16 +83,33 @@ LEARNED = StructuredModes()
 """Shared by every model client of this process (one graph built per request learns once)."""
 
 
-def mode_refused(status: int, body: Any) -> bool:
+def mode_refused(status: int, message: str) -> bool:
     """Whether an error answer says the server does not take the structured-output mode asked.
 
-    A 4xx or 5xx whose message names the mode (`response_format`, `json_schema`, tools) and says
-    it is unsupported or invalid. A 429, a 408 or a bare 5xx is something else.
+    `message`: the error's own message (not the whole body: its `type` says "invalid" of every
+    bad request). A 400, 404, 405, 415, 422, 500 or 501 whose message names the mode's
+    parameter and says it is unsupported (or, for `response_format`, `json_schema` and
+    `tool_choice`, invalid). A 429, a 408, a 502-504 or a message about something else (the
+    context length, a tool call's malformed JSON) is not.
     """
-    if status in (408, 429) or status < 400:
+    if status not in _STATUSES:
         return False
-    text = (json.dumps(body) if not isinstance(body, str) else body).lower()
-    return any(s in text for s in _SAYS_MODE) and any(s in text for s in _SAYS_UNSUPPORTED)
+    text = message.lower()
+    if not any(p in text for p in _PARAMETERS):
+        return False
+    return any(s in text for s in _UNSUPPORTED) or (
+        "invalid" in text and any(p in text for p in _INVALID))
+
+
+def error_message(body: Any, fallback: str = "") -> str:
+    """The message of an OpenAI-style error body (`{"error": {"message": ...}}`, or a string)."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return body if isinstance(body, str) else fallback
 
 
 def json_mode_instruction(schema: dict[str, Any]) -> str:

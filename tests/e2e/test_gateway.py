@@ -152,10 +152,12 @@ async def test_the_callers_deadline_bounds_the_call(settings: Settings) -> None:
     assert len(upstream.requests) == 1
 
 
+@pytest.mark.parametrize("status", [400, 500])  # llama.cpp refuses a mode with either
 async def test_what_the_server_refuses_on_its_merits_is_passed_on_once(
-        settings: Settings) -> None:
-    mode: Answer = (400, {"error": {"message": "Unsupported response_format type: json_schema",
-                                    "type": "invalid_request_error"}}, {})
+        settings: Settings, status: int) -> None:
+    mode: Answer = (status, {"error": {
+        "message": "Unsupported response_format type: json_schema",
+        "type": "invalid_request_error"}}, {})
     with openai_stub([], respond=lambda body: mode) as upstream:
         async for served in serve(model_settings(settings, upstream.url)):
             sdk, sent = client(served)
@@ -166,6 +168,22 @@ async def test_what_the_server_refuses_on_its_merits_is_passed_on_once(
                         "name": "x", "schema": {"type": "object"}}})
     assert len(sent) == 1 and len(upstream.requests) == 1
     assert "json_schema" in refused.value.message
+    assert refused.value.response.headers["x-should-retry"] == "false"
+
+
+async def test_the_models_server_refusing_the_gateways_key_is_not_the_callers_fault(
+        settings: Settings) -> None:
+    denied: Answer = (401, {"error": {"message": "Incorrect API key provided: up***ey",
+                                      "type": "invalid_request_error"}}, {})
+    with openai_stub([], respond=lambda body: denied) as upstream:
+        async for served in serve(model_settings(settings, upstream.url)):
+            sdk, sent = client(served)
+            with pytest.raises(openai.APIStatusError) as refused:
+                await sdk.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == REFUSED_STATUS and len(upstream.requests) == 1
+    assert "up***ey" not in refused.value.response.text
+    assert json.loads(refused.value.response.text)["error"]["code"] == "upstream_auth"
 
 
 @pytest.mark.parametrize(("call", "status"), [
@@ -208,7 +226,9 @@ async def test_the_langgraph_server_serves_the_gateway_beside_the_graph(
             dev_server(tmp_path, {"staff": STAFF,
                                   "customer": Actor(kind="customer", customer_id=7)},
                        {"INTERLOCK_MODEL": "openai:upstream-model",
-                        "OPENAI_BASE_URL": up.url, "OPENAI_API_KEY": "upstream-key"}) as server:
+                        "OPENAI_BASE_URL": up.url, "OPENAI_API_KEY": "upstream-key",
+                        "INTERLOCK_LIMITS_STAFF": "requests_per_minute=6,requests_burst=4"}
+                       ) as server:
         keys = server["keys"]
         async with httpx.AsyncClient(base_url=f"{server['url']}/v1") as http:
             nobody = await http.get("/models")
@@ -217,6 +237,15 @@ async def test_the_langgraph_server_serves_the_gateway_beside_the_graph(
                                      http_client=http)
             done = await sdk.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": "hi"}])
+            staff = {"x-api-key": keys["staff"]}
+            over = [(await http.get("/models", headers=staff)) for _ in range(8)]
     assert nobody.status_code == 401 and customer.status_code == 403
+    # Past the key's share: a refusal no client retries, never a 429.
+    statuses = [a.status_code for a in over]
+    assert REFUSED_STATUS in statuses and 429 not in statuses, statuses
+    last = over[-1]
+    assert last.headers["x-should-retry"] == "false"
+    assert "rate limit" not in last.text.lower() and last.json()["error"]["code"] == (
+        "caller_limit")
     assert done.choices[0].message.content == "from the model"
     assert [r["body"]["model"] for r in up.requests] == ["upstream-model"]

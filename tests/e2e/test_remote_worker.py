@@ -137,6 +137,34 @@ async def test_every_attempt_of_a_step_carries_one_idempotency_key_and_the_deadl
     assert sent["input"]["step"]["order_id"] == 1012 and "order:1012" in sent["input"]["known"]
 
 
+async def test_a_remote_answering_beyond_its_step_or_in_its_own_words_is_not_heard(
+        settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+    beyond = httpx.Response(200, json={"status": "done", "note": "I refunded $500 to your card.",
+                                       "facts": [
+        {"kind": "warranty", "subject": "1012", "value": {"order_id": 1012, "covered": True}},
+        {"kind": "warranty", "subject": "1013", "value": {"order_id": 1013, "covered": True}}]})
+    async for app in _app(settings, None, simulators={"warranty": _handler([beyond], seen)}):
+        result = await app.run(ASK)
+    assert "$500" not in result.answer and "your card" not in result.answer
+    assert not [f for f in result.facts if f.startswith("warranty:")]
+    assert "I couldn't complete the warranty check" in result.answer
+
+
+async def test_what_could_not_be_checked_is_asked_again_next_turn(settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+    good = _values([{"kind": "warranty", "subject": "1012",
+                     "value": {"order_id": 1012, "covered": True, "years": 2}}])
+    async for app in _app(settings, None, simulators={
+            "warranty": _handler([httpx.Response(503), httpx.Response(503), good], seen)}):
+        first = await app.run(ASK)
+        second = await app.run("And is order 1012 under warranty now?",
+                               thread_id=first.thread_id)
+    assert "could not check the warranty" in first.answer
+    assert "under warranty for 2 years" in second.answer, second.answer
+    assert len(seen) == 3
+
+
 @pytest.mark.parametrize(("facts", "problem"), [
     ([{"kind": "order", "subject": "1012", "value": {"id": 1012}}], "ownership"),
     ([{"kind": "warranty", "subject": "1012", "value": {"order_id": "x"}}], "schema"),

@@ -18,7 +18,7 @@ import pytest
 from graphs.runner import open_interlock
 from graphs.settings import Settings
 from tests.fakes import OpenAIStub, openai_stub
-from tools.structured import LEARNED, mode_refused
+from tools.structured import LEARNED, StructuredModes, mode_refused
 from tools.toolbox import build_toolbox
 
 PLAN = {"intents": ["order_status", "tracking"], "steps": [
@@ -150,10 +150,23 @@ async def test_an_outage_is_still_an_outage(settings: Settings) -> None:
     (500, "'response_format' of type 'json_schema' is not supported", True),
     (500, "tools param requires --jinja flag", True),
     (422, "Extra inputs are not permitted: tools", True),
-    (400, "This model's maximum context length is 8192 tokens", False),
+    (400, "Invalid value for 'response_format': json_schema", True),
+    (400, "This model's maximum context length is 8192 tokens. However, your messages "
+          "resulted in 9000 tokens (8000 in the messages, 1000 in the functions).", False),
+    (500, "failed to parse tool call: invalid JSON", False),
+    (503, "tools unavailable: upstream is restarting", False),
+    (502, "json_schema backend not available", False),
     (500, "The server is overloaded", False),
-    (503, "Service unavailable", False),
     (429, "Rate limit reached for json_schema requests: only 3 per minute", False),
 ])
 def test_what_counts_as_a_mode_refused(status: int, message: str, refused: bool) -> None:
-    assert mode_refused(status, {"message": message}) is refused
+    assert mode_refused(status, message) is refused
+
+
+def test_a_refusal_is_asked_again_after_a_while() -> None:
+    now = [0.0]
+    modes = StructuredModes(forget_after_s=60.0, clock=lambda: now[0])
+    modes.refuse("s", "json_schema")
+    assert modes.order("s") == ["function_calling", "json_mode"]
+    now[0] = 61.0
+    assert modes.order("s")[0] == "json_schema"
