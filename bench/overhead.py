@@ -41,7 +41,6 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import create_react_agent
 from langgraph.types import Command, Send
-from langgraph_supervisor import create_supervisor
 
 from agents.rules import rules_plan
 from checkpoints.saver import open_checkpointer
@@ -220,6 +219,9 @@ def supervisor_graph(work: Work, checkpointer: Any) -> Any:
     async def current_policy() -> str:
         """The refund policy in force."""
         return await work.policy()
+
+    # Imported here: the bare graph is also served by Aegra, whose environment lacks it.
+    from langgraph_supervisor import create_supervisor
 
     agents = [
         create_react_agent(ScriptedModel(decide=_agent_decision(t.name)), [t], name=name)
