@@ -62,13 +62,13 @@ def _bytes(db: Path | str, thread: str) -> tuple[int, int]:
     return int(count), int(blobs) + int(writes)
 
 
-REPEAT = 20
+REPEAT = {"n": 20}
 """Timings per query (`--repeat`): the median is reported."""
 
 
-async def _time(call: Any, repeat: int | None = None) -> float:
+async def _time(call: Any) -> float:
     samples = []
-    for _ in range(repeat or REPEAT):
+    for _ in range(REPEAT["n"]):
         started = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - started) * 1000)
@@ -153,13 +153,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--checkpoints", type=int, default=10000)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--repeat", type=int, default=REPEAT, help="timings per query")
+    parser.add_argument("--repeat", type=int, default=REPEAT["n"], help="timings per query")
     parser.add_argument("--database-url", help="a postgresql:// URL: the long thread on "
                                                "Postgres (a database of its own: it is "
                                                "written to)")
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
+    REPEAT["n"] = args.repeat
     figures = asyncio.run(measure(args.steps, args.checkpoints, args.database_url))
     if args.json:
         print(json.dumps(figures, indent=2))

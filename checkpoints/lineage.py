@@ -111,6 +111,10 @@ def _select(snaps: list[StateSnapshot], *, at: datetime | None, step: int | None
     return chosen
 
 
+_PAGE = 16
+"""Checkpoints read at a time while looking for the one in force at a moment."""
+
+
 async def _locate(graph: Pregel[Any, Any, Any, Any], thread_id: str, *,
                   at: datetime | None, step: int | None) -> StateSnapshot:
     """The checkpoint of a step, or the latest one at a moment, without reading them all.
@@ -133,15 +137,24 @@ async def _locate(graph: Pregel[Any, Any, Any, Any], thread_id: str, *,
     before: RunnableConfig | None = (
         {"configurable": {"checkpoint_id": _checkpoint_id_after(at)}} if at is not None
         else None)
-    listing = cast("AsyncGenerator[CheckpointTuple, None]", saver.alist(
-        base, filter={"step": step} if step is not None else None, before=before,
-        limit=1 if step is not None else None))
-    async with aclosing(listing) as rows:
-        async for row in rows:
-            seen = True
-            if at is None or datetime.fromisoformat(row.checkpoint["ts"]) <= at:
-                found = row.config
-                break
+    # In pages: a saver may read its whole answer before yielding the first row (Postgres's
+    # does, every channel's blobs included), so an unbounded scan costs the thread's length.
+    page = 1 if step is not None else _PAGE
+    while found is None:
+        listing = cast("AsyncGenerator[CheckpointTuple, None]", saver.alist(
+            base, filter={"step": step} if step is not None else None, before=before,
+            limit=page))
+        last: CheckpointTuple | None = None
+        async with aclosing(listing) as rows:
+            async for row in rows:
+                seen, last = True, row
+                if at is None or datetime.fromisoformat(row.checkpoint["ts"]) <= at:
+                    found = row.config
+                    break
+        if found is not None or last is None or step is not None:
+            break
+        before = {"configurable": {"checkpoint_id": last.config["configurable"][
+            "checkpoint_id"]}}
     if found is None:
         if not seen and step is None:
             await snapshots(graph, thread_id)  # NotFoundError if the thread does not exist
