@@ -36,6 +36,22 @@ def _langgraph(root: Path) -> Path:
     return own if root != ROOT and own.exists() else Path(sys.executable).with_name("langgraph")
 
 
+def wait_ready(url: str, process: subprocess.Popen[Any], log_path: Path) -> None:
+    """Wait until the server at `url` answers `/ok`; fail with its log if it dies or never does."""
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("langgraph dev did not start")
+    assert process.poll() is None, log_path.read_text()[-3000:]
+
+
 @contextmanager
 def dev_server(workdir: Path, actors: Mapping[str, Actor],
                env: Mapping[str, str] | None = None, *, root: Path = ROOT
@@ -71,18 +87,7 @@ def dev_server(workdir: Path, actors: Mapping[str, Actor],
         stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("langgraph dev did not start")
-        assert process.poll() is None, log_path.read_text()[-3000:]
+        wait_ready(url, process, log_path)
         yield {"url": url, "keys": keys, "home": home, "log": log_path}
     finally:
         process.terminate()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -22,17 +21,12 @@ from graphs.core.actors import STAFF, Actor
 from graphs.gateway import REFUSED_STATUS, Gateway
 from graphs.keys import add_key
 from graphs.settings import Settings
+from tests.e2e.devserver import free_port
 from tests.fakes import OpenAIStub, openai_stub
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
 THROTTLED: Answer = (429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
                      {"Retry-After": "0.01"})
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:
@@ -47,7 +41,7 @@ async def serve(settings: Settings) -> AsyncIterator[Served]:
     _, customer = add_key(settings.api_keys_path, Actor(kind="customer", customer_id=7),
                           label="c7")
     gateway = Gateway(settings)
-    port = _port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(gateway, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,17 +22,12 @@ import pytest
 from agents.registry import DEFAULT_WORKERS
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import Settings
+from tests.e2e.devserver import free_port, wait_ready
 from tests.remote.warranty import SPEC, WARRANTY
 from tools.toolbox import build_toolbox
 
 ROOT = Path(__file__).resolve().parents[2]
 ASK = "Where is order 1012, and is it under warranty?"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +37,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (work / "langgraph.json").write_text(json.dumps({
         "graphs": {"warranty": str(ROOT / "tests" / "remote" / "warranty_graph.py") + ":graph"},
         "dependencies": [str(ROOT)]}))
-    port = _port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("INTERLOCK_", "LANGSMITH_", "LANGCHAIN_"))}
     env.update({"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "true"})
@@ -55,14 +48,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, (work / "server.log").read_text()[-2000:]
-                time.sleep(0.1)
+            wait_ready(url, process, work / "server.log")
             yield url
         finally:
             process.terminate()
@@ -95,7 +81,7 @@ async def test_the_remote_graph_answers_as_a_governed_worker(settings: Settings,
 
 
 async def test_a_remote_that_is_down_degrades_its_step_only(settings: Settings) -> None:
-    down = f"http://127.0.0.1:{_port()}"  # nothing listens there
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async for app in _app(settings, down):
         result = await app.run(ASK)
     assert result.status == "completed"
