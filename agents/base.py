@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from graphs.core.actors import may_act_for, resolve_actor, viewer_of
 from graphs.core.answers import AnswerContext, Claim, Ground
 from graphs.core.clock import Clock, iso, parse_iso
-from graphs.core.effects import EffectRules
+from graphs.core.effects import Caution, EffectRules
 from graphs.core.freshness import scope_of
 from graphs.core.state import (
     Event,
@@ -124,6 +124,14 @@ class WorkerSpec:
     effects: EffectRules | None = None
     """For a worker with side effects: what the approval gate applies to its proposals (its
     policy, and its re-check after a human decided); the gate is `deps.guards["approval"]`."""
+    caution: Caution | None = None
+    """For an advisor: which side effects its facts may send to a human, and why (it can only
+    add caution; the plan guard orders the advised steps after its own)."""
+
+    @property
+    def advises(self) -> tuple[str, ...]:
+        """The side-effecting workers whose steps wait for this worker's (its `caution`)."""
+        return self.caution.effects if self.caution is not None else ()
 
 
 def make_fact(spec: WorkerSpec, step: PlanStep, *, kind: str, subject: str,

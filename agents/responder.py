@@ -10,10 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from agents.base import WorkerSpec
+from agents.drafter import DraftFn, WordingFailed
 from agents.rules import unsupported_asks
 from graphs.core.answers import AnswerContext
-from graphs.core.state import Draft, Fact, InterlockState, Status, StepResult
+from graphs.core.state import (
+    Draft,
+    Event,
+    Fact,
+    InterlockContext,
+    InterlockState,
+    Status,
+    StepResult,
+)
 
 __all__ = ["compose", "make_responder"]
 
@@ -91,11 +102,25 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
     return Draft(statements=lines, notices=notices), status
 
 
-def make_responder(workers: Sequence[WorkerSpec]) -> Any:
-    """The responder node: writes the draft answer and the final status."""
+def make_responder(workers: Sequence[WorkerSpec], drafter: DraftFn | None = None) -> Any:
+    """The responder node: writes the draft answer and the final status.
 
-    async def responder(state: InterlockState) -> dict[str, Any]:
+    With a `drafter`, the statements are also sent to be worded (`agents.drafter`); the output
+    guard decides whether its wording or the statements make the answer.
+    """
+
+    async def responder(state: InterlockState, runtime: Runtime[InterlockContext]
+                        ) -> dict[str, Any]:
         draft, status = compose(state, workers)
-        return {"draft_answer": draft, "status": status}
+        events: list[Event] = []
+        if drafter is not None and draft["statements"]:
+            try:
+                draft["wording"] = await drafter(state, draft, runtime, events)
+            except WordingFailed as exc:
+                draft["wording_error"] = exc.reason
+        update: dict[str, Any] = {"draft_answer": draft, "status": status}
+        if events:
+            update["events"] = events
+        return update
 
     return responder

@@ -25,9 +25,11 @@ from graphs.core.plans import dependency_facts
 from graphs.core.state import (
     ErrorInfo,
     Event,
+    Fact,
     InterlockContext,
     InterlockState,
     PlanStep,
+    RequestInfo,
     StepResult,
     WorkerInput,
 )
@@ -128,8 +130,9 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
             for step in plan["steps"]:
                 if step["id"] in dispatched or step["id"] in results:
                     continue
-                broken = [d for d in step["depends_on"]
-                          if d in results and results[d]["status"] in ("failed", "skipped")]
+                advice = step.get("advised_by", [])  # an advisor's failure stops nothing
+                broken = [d for d in step["depends_on"] if d not in advice
+                          and d in results and results[d]["status"] in ("failed", "skipped")]
                 if late or broken:
                     note = ("the request's deadline passed" if late else
                             f"step {broken[0]} did not complete")
@@ -164,13 +167,23 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
         if not ready:
             return Command(goto="responder", update=update)
         known = state.get("facts", {})
-        sends = [Send(step["worker"], WorkerInput(
-            step=step, request=request, facts=dependency_facts(step, results, known)))
-            for step in ready]
+        sends = [Send(step["worker"], _input(step, request, results, known)) for step in ready]
         update["dispatched"] = dispatched + [s["id"] for s in ready if s["id"] not in dispatched]
         return Command(goto=sends, update=update)
 
     return supervisor
+
+
+def _input(step: PlanStep, request: RequestInfo, results: Mapping[str, StepResult],
+           known: Mapping[str, Fact]) -> WorkerInput:
+    """What a worker is sent for a step: the step, and what its dependencies established."""
+    sent = WorkerInput(step=step, request=request,
+                       facts=dependency_facts(step, results, known))
+    if unadvised := [f"{d} ({results[d]['worker']}) {results[d]['status']}"
+                     for d in step.get("advised_by", [])
+                     if d in results and results[d]["status"] in ("failed", "skipped", "refused")]:
+        sent["unadvised"] = unadvised
+    return sent
 
 
 def make_after_facts(settings: Settings, clock: Clock, produces: Produces

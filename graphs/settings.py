@@ -15,6 +15,7 @@ from tools.policy import DependencyPolicy, FaultSpec
 
 if TYPE_CHECKING:  # the settings stay light: the CLI reads them for `keys` without LangGraph
     from agents.base import WorkerSpec
+    from agents.drafter import Drafter
     from guards.stages import GuardStage
 
 __all__ = [
@@ -77,6 +78,9 @@ class Settings:
     """More workers, from `INTERLOCK_EXTENSIONS` (the graph runs them beside its own)."""
     guards: tuple[GuardStage, ...] = ()
     """More guard stages, from `INTERLOCK_EXTENSIONS`."""
+    drafters: tuple[Drafter, ...] = ()
+    """A drafter that words the answers (`agents.drafter`), from `INTERLOCK_EXTENSIONS`
+    (`DRAFTERS`; the last one declared is used)."""
     extensions: tuple[str, ...] = ()
     """INTERLOCK_EXTENSIONS: modules of a team's own, each with `DEPENDENCIES`, `WORKERS`
     and/or `GUARDS` lists, registered beside the reference domain's."""
@@ -265,7 +269,7 @@ class Settings:
             openai_base_url=text("OPENAI_BASE_URL"),
             openai_api_key=text("OPENAI_API_KEY"),
             dependencies=tuple(registered),
-            workers=found[1], guards=found[2], extensions=extensions,
+            workers=found[1], guards=found[2], drafters=found[3], extensions=extensions,
             urls=urls,
             auto_approve_cents=_number(env, "INTERLOCK_AUTO_APPROVE_CENTS",
                                        defaults.auto_approve_cents, int, minimum=0),
@@ -421,13 +425,15 @@ def settings_of(settings: Settings | None, toolbox_settings: object | None = Non
 
 
 def _extensions(modules: tuple[str, ...]
-                ) -> tuple[tuple[Dependency, ...], tuple[WorkerSpec, ...], tuple[GuardStage, ...]]:
-    """The dependencies, workers and guard stages the extension modules declare."""
+                ) -> tuple[tuple[Dependency, ...], tuple[WorkerSpec, ...],
+                           tuple[GuardStage, ...], tuple[Drafter, ...]]:
+    """The dependencies, workers, guard stages and drafters the extension modules declare."""
     import importlib
 
     dependencies: list[Dependency] = []
     workers: list[WorkerSpec] = []
     guards: list[GuardStage] = []
+    drafters: list[Drafter] = []
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -440,8 +446,9 @@ def _extensions(modules: tuple[str, ...]
         dependencies.extend(getattr(module, "DEPENDENCIES", ()))
         workers.extend(getattr(module, "WORKERS", ()))
         guards.extend(getattr(module, "GUARDS", ()))
-        if not (hasattr(module, "DEPENDENCIES") or hasattr(module, "WORKERS")
-                or hasattr(module, "GUARDS")):
-            raise ConfigError(f"{name!r} declares no DEPENDENCIES, WORKERS or GUARDS",
+        drafters.extend(getattr(module, "DRAFTERS", ()))
+        if not any(hasattr(module, a) for a in ("DEPENDENCIES", "WORKERS", "GUARDS",
+                                                 "DRAFTERS")):
+            raise ConfigError(f"{name!r} declares no DEPENDENCIES, WORKERS, GUARDS or DRAFTERS",
                               variable="INTERLOCK_EXTENSIONS")
-    return tuple(dependencies), tuple(workers), tuple(guards)
+    return tuple(dependencies), tuple(workers), tuple(guards), tuple(drafters)

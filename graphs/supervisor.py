@@ -37,7 +37,7 @@ from graphs.core.state import (
 from graphs.executor import make_after_facts, make_reconciler, make_supervisor
 from graphs.settings import Settings, settings_of
 from graphs.tracing import configure_tracing
-from guards.approval import make_approval_guard
+from guards.approval import Advisor, make_approval_guard
 from guards.facts import make_fact_guard
 from guards.output import redact
 from guards.registry import DEFAULT_GUARDS
@@ -188,8 +188,11 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
         if spec.effects is None:
             raise ValueError(f"worker {spec.name!r} has side effects: declare its EffectRules "
                              f"(`effects=`) for the approval gate")
+        advisors = [Advisor(w.name, w.caution) for w in workers
+                    if w.caution is not None and spec.name in w.caution.effects]
         return WorkerDeps(toolbox=toolbox, guards={"approval": traced_guard(
-            "approval", make_approval_guard(settings, clock, toolbox, spec.effects))})
+            "approval", make_approval_guard(settings, clock, toolbox, spec.effects,
+                                            advisors))})
 
     effects = tuple(w.name for w in workers if w.side_effects)
     stage_deps = StageDeps(
@@ -236,7 +239,8 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     builder.add_node("fact_guard", traced_guard(
         "facts", make_fact_guard(clock, {w.name: w.owns for w in workers})),
         metadata={"kind": "guard", "guard": "facts"})
-    builder.add_node("responder", make_responder(workers))
+    drafter = settings.drafters[-1].build(toolbox) if settings.drafters else None
+    builder.add_node("responder", make_responder(workers, drafter))
     builder.add_edge(START, places["request"][0].node)
     builder.add_conditional_edges("fact_guard", make_after_facts(settings, clock, produces),
                                   ["supervisor", "responder"])

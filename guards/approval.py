@@ -10,6 +10,9 @@ after a human decided. For a proposal:
   limit, or the same amount on the same subject again within the duplicate window, or no
   amount stated -> `interrupt()` for a human (support staff only); the interrupt lives in
   the checkpoint, so it survives a restart and resumes right here;
+- a proposal an advising worker's fact cautions against (`Caution`: a claims team that doubts
+  the claim) -> a human, like a limit; an advisor can only add caution, never allow what the
+  policy refuses or a limit sends to a human;
 - otherwise -> allowed automatically.
 
 The limits are counted on the effects journal in one transaction with noting the proposal,
@@ -26,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Self, cast
 
@@ -38,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from graphs.core.actors import is_staff, resolve_actor
 from graphs.core.answers import money
 from graphs.core.clock import Clock, iso, parse_iso
-from graphs.core.effects import EffectRules, Proposal
+from graphs.core.effects import Caution, EffectRules, Proposal
 from graphs.core.state import (
     ApprovalDecision,
     ApprovalRequest,
@@ -54,8 +58,8 @@ from tools.governor import CallContext
 from tools.spans import thread_of
 from tools.toolbox import Toolbox
 
-__all__ = ["ApprovalAnswer", "answer_schema", "approval_digest", "limit_reasons",
-           "make_approval_guard"]
+__all__ = ["Advisor", "ApprovalAnswer", "answer_schema", "approval_digest", "caution_reasons",
+           "limit_reasons", "make_approval_guard"]
 
 GUARD = "approval"
 
@@ -119,6 +123,30 @@ def limit_reasons(p: Proposal, exposure: Exposure, settings: GuardSettings) -> l
             reasons.append(f"likely_duplicate: {money(amount, cur)} on {subject} was already "
                            f"done or asked for ({'; '.join(twins[:3])}); a human confirms this "
                            f"is a new request")
+    return reasons
+
+
+@dataclass(frozen=True, slots=True)
+class Advisor:
+    """A worker whose facts may caution against this gate's proposals (`WorkerSpec.caution`)."""
+
+    worker: str
+    caution: Caution
+
+
+def caution_reasons(p: Proposal, facts: Mapping[str, Any], advisors: Sequence[Advisor]
+                    ) -> dict[str, str]:
+    """Why advisors' facts send this proposal to a human, by fact id (empty: none cautions).
+
+    Only facts the fact guard accepted from the advisor itself count (`facts`: what the step
+    was given from the steps it waited for).
+    """
+    reasons: dict[str, str] = {}
+    for advisor in advisors:
+        for fid, fact in facts.items():
+            if fact.get("worker") == advisor.worker and (
+                    why := advisor.caution.reason(fact, p)):
+                reasons[fid] = f"caution: {why}"
     return reasons
 
 
@@ -223,8 +251,10 @@ def _current(held: Mapping[str, Any], request: Mapping[str, Any], rules: EffectR
 
 
 def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
-                        rules: EffectRules) -> Any:
+                        rules: EffectRules, advisors: Sequence[Advisor] = ()) -> Any:
     """The approval gate node of one side-effecting worker (`scratch.proposal`), by its rules.
+
+    `advisors`: the workers whose facts may send its proposals to a human (never allow one).
 
     After a human decision (which may come hours later) it asks the worker's re-check what
     changed before allowing the effect: what was true when the human was asked may not be
@@ -270,6 +300,9 @@ def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
                 decision="refuse", reasons=reasons, approver=None, escalated=False,
                 decided_at=iso(clock.now()))
         else:
+            cautions = caution_reasons(proposal, state.get("facts", {}), advisors)
+            unadvised = [f"caution: no_advice: {u}; the advice this effect waits for is "
+                         f"missing, so a human decides" for u in state.get("unadvised", [])]
             exposure, label = await toolbox.effects.propose(
                 Noted(key=key, dependency=proposal["effect"], effect_id=proposal["effect_id"],
                       subject=proposal["subject"], principal=proposal["principal"] or "",
@@ -277,16 +310,17 @@ def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
                       request=dict(proposal["terms"])),
                 window_s=settings.approval_window_s,
                 duplicate_window_s=settings.duplicate_window_s,
-                decide=lambda seen: "escalate" if limit_reasons(proposal, seen, settings)
-                else "auto", ctx=ctx)
+                decide=lambda seen: "escalate" if cautions or unadvised or limit_reasons(
+                    proposal, seen, settings) else "auto", ctx=ctx)
             if label == "escalate":
                 escalated = True
-                request = _request(proposal, limit_reasons(proposal, exposure, settings),
-                                   settings)
+                request = _request(proposal, [*limit_reasons(proposal, exposure, settings),
+                                              *cautions.values(), *unadvised], settings)
                 verdicts.append(Verdict(
                     guard=GUARD, passed=False, action="escalate",
                     reasons=list(request.get("reasons") or [request["reason"]]),
-                    fact_ids=fact_ids, step_id=step_id, turn=turn, at=proposal["requested_at"]))
+                    fact_ids=[*fact_ids, *cautions], step_id=step_id, turn=turn,
+                    at=proposal["requested_at"]))
                 answer = _ask(request, runtime)
                 approver = resolve_actor(runtime)
                 # A human decision starts a fresh deadline for the re-check and the effect.

@@ -8,6 +8,11 @@
 - never lets a sentence make a claim a worker declared (`Claim`: "I refunded...") that this
   request's facts do not prove.
 A sentence that fails is removed, and the verdict says which and why.
+
+A drafter's wording (`agents.drafter`: a crew that words the statements) is checked as a whole
+by the same rules, plus two of its own: it states every value the statements state (nothing
+the customer must know is left out), and it carries no personal data. It stands only if every
+check passes; otherwise the statements stand, and a verdict of its own says why.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from graphs.core.clock import Clock, iso
 from graphs.core.state import Draft, Fact, InterlockState, Verdict
 from guards.stages import Check, GuardStage, StageResult
 
-__all__ = ["OUTPUT", "check_answer", "check_statement", "make_output_guard", "redact"]
+__all__ = ["OUTPUT", "check_answer", "check_statement", "check_wording", "make_output_guard",
+           "redact"]
 
 GUARD = "output"
 # Every pattern starts only at a token's edge (a lookbehind), so a long token costs one pass,
@@ -146,6 +152,23 @@ def check_answer(draft: Draft, facts: Sequence[Fact], grounds: Sequence[Ground] 
     return "\n".join(lines), problems
 
 
+def check_wording(wording: str, draft: Draft, facts: Sequence[Fact],
+                  grounds: Sequence[Ground] = (), claims: Sequence[Claim] = ()) -> list[str]:
+    """Why a drafter's wording of `draft` may not be the answer (empty: it may).
+
+    Every sentence must pass `check_statement`; every value the statements state (an order
+    number, an amount, a tracking number) must be stated; no personal data may appear.
+    """
+    _, problems = check_statement(wording, facts, grounds, claims)
+    for ground in grounds:
+        said = set(ground.stated(wording))
+        needed = {v for s in draft["statements"] for v in ground.stated(s)}
+        problems.extend(f"omitted_{ground.name}: {v}" for v in sorted(needed - said))
+    _, pii = redact(wording, keep=_kept(facts, grounds))
+    problems.extend(f"personal_data: {p}" for p in pii)
+    return problems
+
+
 def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
                       claims: Sequence[Claim] = ()) -> Check:
     """The output guard's check: it turns the responder's draft into the answer message.
@@ -163,15 +186,36 @@ def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
         fact_ids = [fid for r in results.values() if r["step_id"].startswith(f"t{turn}.")
                     for fid in r["fact_ids"]]
         facts = [state["facts"][fid] for fid in fact_ids if fid in state.get("facts", {})]
-        text, problems = check_answer(draft, facts, unique, claimed)
+        verdicts: list[Verdict] = []
+        worded = draft.get("wording")
+        used: str | None = None
+        if worded is not None:
+            refused = check_wording(worded["text"], draft, facts, unique, claimed)
+            if refused:
+                verdicts.append(Verdict(
+                    guard=GUARD, passed=False, action="refuse",
+                    reasons=[f"wording_refused: {worded['by']}'s wording was not used, the "
+                             f"statements stand: {p}" for p in refused],
+                    fact_ids=fact_ids, step_id=None, turn=turn, at=iso(clock.now())))
+            else:
+                used = worded["by"]
+        problems: list[str] = []
+        if used is not None and worded is not None:
+            text = "\n".join([worded["text"], *draft["notices"]])
+        else:
+            text, problems = check_answer(draft, facts, unique, claimed)
         text, pii = redact(text or "I could not produce an answer backed by recorded facts.",
                            keep=_kept(facts, unique))
         reasons = problems + [f"redacted: {p}" for p in pii]
-        verdict = Verdict(guard=GUARD, passed=not reasons,
-                          action="redact" if reasons else "allow",
-                          reasons=reasons or ["grounded: every statement is backed by a fact"],
-                          fact_ids=fact_ids, step_id=None, turn=turn, at=iso(clock.now()))
-        return StageResult(verdicts=[verdict], update={
+        notes = [f"worded_by: {used}" if used else "",
+                 f"template_used: {draft['wording_error']}" if draft.get("wording_error")
+                 else ""]
+        verdicts.append(Verdict(
+            guard=GUARD, passed=not reasons, action="redact" if reasons else "allow",
+            reasons=(reasons or ["grounded: every statement is backed by a fact"])
+            + [n for n in notes if n],
+            fact_ids=fact_ids, step_id=None, turn=turn, at=iso(clock.now())))
+        return StageResult(verdicts=verdicts, update={
             "messages": [AIMessage(content=text, name="interlock")],
             "transcript_len": len(state.get("messages", [])) + 1, "draft_answer": None})
 

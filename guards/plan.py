@@ -36,7 +36,7 @@ from guards.config import GuardSettings
 from guards.stages import Check, GuardStage, StageResult
 from tools.spans import thread_of
 
-__all__ = ["PLAN", "WorkerTraits", "make_plan_guard", "plan_problems"]
+__all__ = ["PLAN", "WorkerTraits", "advised", "make_plan_guard", "plan_problems"]
 
 GUARD = "plan"
 
@@ -71,6 +71,41 @@ class WorkerTraits(Protocol):
     @property
     def mentioned_args(self) -> tuple[str, ...]:
         """Arguments whose values must appear in the request."""
+
+    @property
+    def advises(self) -> tuple[str, ...]:
+        """Side-effecting workers whose steps on the same order wait for this worker's."""
+
+
+def advised(steps: list[PlanStep], workers: Mapping[str, WorkerTraits]
+            ) -> tuple[list[PlanStep], list[str]]:
+    """The steps with every advised side effect waiting for its advisor, and what was added.
+
+    A step of a worker that advises a side effect (a claims assessment before a refund) must
+    finish before that worker's steps on the same order run, so the approval gate sees its
+    facts: the guard adds the wait whoever planned the steps, and says so.
+    """
+    linked: list[PlanStep] = []
+    added: list[str] = []
+    for step in steps:
+        advisors = [s["id"] for s in steps if s["id"] != step["id"]
+                    and (w := workers.get(s["worker"])) is not None
+                    and step["worker"] in w.advises and s["order_id"] == step["order_id"]
+                    and s["id"] not in step["depends_on"]]
+        if advisors:
+            step = cast(PlanStep, {**step, "depends_on": [*step["depends_on"], *advisors]})
+            added.extend(f"advised: {step['id']} ({step['worker']}) waits for {a} "
+                         f"({next(s['worker'] for s in steps if s['id'] == a)})"
+                         for a in advisors)
+        advising = [d for d in step["depends_on"] if any(
+            s["id"] == d and (w := workers.get(s["worker"])) is not None
+            and step["worker"] in w.advises for s in steps)]
+        if advising or "advised_by" in step:  # whoever planned it: only the guard marks it
+            step = cast(PlanStep, {k: v for k, v in step.items() if k != "advised_by"})
+            if advising:
+                step["advised_by"] = advising
+        linked.append(step)
+    return linked, added
 
 
 def _confirms(step: PlanStep, worker: WorkerTraits, carried: Resolution) -> bool:
@@ -150,7 +185,7 @@ def plan_problems(plan: Plan, text: str, *, turn: int, settings: GuardSettings,
                                 f"provides its {kind} fact")
     if effects > settings.max_side_effects:
         problems.append(f"too_many_side_effects: {effects} > {settings.max_side_effects}")
-    if cycle := find_cycle(steps):
+    if cycle := find_cycle(advised(steps, workers)[0]):
         problems.append(f"dependency_cycle: {' -> '.join(cycle)}")
     return problems
 
@@ -256,7 +291,8 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
             from_turn, why = _carried_over(plan, text, carried)
             allowed = Verdict(guard=GUARD, passed=True, action="allow",
                               reasons=[f"plan from {plan['source']}: "
-                                       f"{plural(len(plan['steps']), 'step')}", *why],
+                                       f"{plural(len(plan['steps']), 'step')}", *why,
+                                       *advised(plan["steps"], workers)[1]],
                               fact_ids=[], step_id=None, turn=turn, at=iso(clock.now()))
             if from_turn:
                 allowed["from_turn"] = from_turn
@@ -284,9 +320,9 @@ def make_plan_guard(settings: GuardSettings, clock: Clock, workers: Mapping[str,
             return StageResult(verdicts=verdicts, update={
                 "plan": None, "status": "refused",
                 "error": ErrorInfo(code="refused", message=message)})
-        checked = Plan(source=plan["source"], intents=plan["intents"],
-                       steps=_with_confirmations(plan["steps"], workers, carried, text),
-                       waves=compute_waves(plan["steps"]))
+        steps, _ = advised(_with_confirmations(plan["steps"], workers, carried, text), workers)
+        checked = Plan(source=plan["source"], intents=plan["intents"], steps=steps,
+                       waves=compute_waves(steps))
         if plan.get("asks"):
             checked["asks"] = list(plan.get("asks") or [])
         return StageResult(verdicts=verdicts, update={"plan": checked})

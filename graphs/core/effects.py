@@ -17,8 +17,9 @@ from typing import Any, NotRequired
 from typing_extensions import TypedDict
 
 from graphs.core.actors import Actor
+from graphs.core.state import Fact
 
-__all__ = ["EffectRules", "Proposal"]
+__all__ = ["Caution", "EffectRules", "Proposal"]
 
 
 class Proposal(TypedDict):
@@ -82,3 +83,20 @@ class EffectRules:
     """`(held, request)`: a proposal an earlier version checkpointed (one waiting for a human
     across an upgrade) read as a `Proposal`; None where it cannot be read safely (the gate
     refuses it and nothing moves)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caution:
+    """How a worker's facts may make another worker's side effect wait for a human.
+
+    An advisor (a claims assessment, a fraud score) only ever adds caution: the approval gate
+    asks a human for a proposal its reason names, and nothing it says can allow a proposal the
+    policy refuses or the limits send to a human. The plan guard makes every step of the
+    advised workers on the same order wait for the advisor's step, whoever planned it.
+    """
+
+    effects: tuple[str, ...]
+    """The side-effecting workers it advises (`("refunds",)`)."""
+    reason: Callable[[Fact, Proposal], str | None]
+    """`(fact, proposal)`: why this fact of the advisor asks a human to decide the proposal
+    (`claim_needs_evidence: ...`); None: no caution from it."""

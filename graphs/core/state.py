@@ -44,6 +44,7 @@ __all__ = [
     "SubjectAmount",
     "SubjectOrder",
     "Verdict",
+    "Wording",
     "VerdictAction",
     "WorkerInput",
     "WorkerOutput",
@@ -119,6 +120,9 @@ class PlanStep(TypedDict):
     """Propose, do not act: the request answered the desk's offer with an amount of its own
     ("no, just $5 please"), so the desk offers that amount, and only a following "yes" carries
     it out (the plan guard sets it; nothing moves on this step)."""
+    advised_by: NotRequired[list[str]]
+    """The steps of its `depends_on` that only advise it (`Caution`, set by the plan guard):
+    one that did not complete does not stop it; its approval gate then asks a human."""
     confirms: NotRequired[Offer]
     """The offer this step carries out, as the plan guard found it standing (a "yes" to "I can
     refund $39.00 on order 1012"): its amount is the offer's, not one the request named."""
@@ -290,6 +294,15 @@ class ApprovalDecision(TypedDict):
     """When the decision was taken."""
 
 
+class Wording(TypedDict):
+    """The statements as a drafter (a writing crew) worded them."""
+
+    by: str
+    """The drafter."""
+    text: str
+    """Its text: the output guard checks it as a whole, or the template's statements stand."""
+
+
 class Draft(TypedDict):
     """The responder's answer, before the output guard."""
 
@@ -297,6 +310,10 @@ class Draft(TypedDict):
     """Statements drawn from facts; each must be backed by a fact of this request."""
     notices: list[str]
     """Messages of our own (errors, help, what could not be checked); redacted, not grounded."""
+    wording: NotRequired[Wording]
+    """The statements worded by a drafter, if one is configured and answered."""
+    wording_error: NotRequired[str]
+    """Why the drafter's wording is missing (unavailable, outside its contract)."""
 
 
 class StepResult(TypedDict):
@@ -543,6 +560,8 @@ class WorkerInput(TypedDict):
     """Facts from the steps this step depends on (for `reconcile`: the step's own facts)."""
     mode: NotRequired[Literal["run", "reconcile"]]
     """`run` (default), or `reconcile`: settle an effect whose outcome was unknown."""
+    unadvised: NotRequired[list[str]]
+    """The advising steps (`PlanStep.advised_by`) that did not complete, and how they ended."""
 
 
 class WorkerState(WorkerInput):

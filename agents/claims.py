@@ -1,0 +1,109 @@
+"""The claims worker: a damage or missing-item claim assessed by a remote team (AutoGen).
+
+An extension module (`INTERLOCK_EXTENSIONS=agents.claims`, `INTERLOCK_CLAIMS_URL=<server>`):
+the team runs in its own environment (`foreign/autogen/`, `make foreign`) and is reached as a
+remote worker (`agents.remote`), with its own breaker, timeout, bulkhead and retry budget. For a
+refund whose request claims damage or a missing item, a `claims` step assesses the claim from
+the order's facts and the customer's words, and reports a `claim_assessment` fact: plausible,
+needs_evidence or implausible, with reasons. It may only add caution: the refund's approval gate
+sends a refund to a human on `needs_evidence` or `implausible` (`Caution`), and nothing the
+team says can approve a refund the policy refuses or the limits send to a human. A team that
+cannot be reached degrades its own step; the refund is then decided as without it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from agents.remote import remote_worker
+from agents.rules import RuleContext
+from graphs.core.answers import AnswerContext
+from graphs.core.effects import Caution, Proposal
+from graphs.core.state import Fact, PlanStep
+from tools.policy import DependencyPolicy
+
+__all__ = ["CLAIMS", "ClaimAssessment", "DEPENDENCIES", "SPEC", "WORKERS"]
+
+Verdict = Literal["plausible", "needs_evidence", "implausible"]
+Reason = Annotated[str, StringConstraints(max_length=300)]
+
+
+class ClaimAssessment(BaseModel):
+    """The `claim_assessment` fact: what the claims team made of a claim on one order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    order_id: int
+    verdict: Verdict | None = None
+    """None: the claim could not be assessed (the team was unavailable)."""
+    reasons: list[Reason] = Field(default_factory=list, max_length=5)
+    """The team's reasons, for the staff who review the refund (never shown to a customer)."""
+
+
+_CLAIMED = re.compile(
+    r"\b(?:damaged|broken|broke|cracked|smashed|shattered|dented|torn|ripped|leaking|defective"
+    r"|faulty|missing|never (?:arrived|came|got)|didn'?t (?:arrive|come|get)|not in the (?:box"
+    r"|package|parcel)|wrong item|empty (?:box|package|parcel))\b", re.IGNORECASE)
+
+
+def rule(ctx: RuleContext) -> None:
+    """A claims step for each refunded order, when the request claims damage or a loss.
+
+    The plan guard makes the refund wait for it.
+    """
+    if not _CLAIMED.search(ctx.text):
+        return
+    for order_id in ctx.found.order_ids:
+        if ctx.step_of("refunds", order_id) is None:
+            continue
+        ctx.add("claims", order_id=order_id,
+                depends_on=[s] if (s := ctx.step_of("orders", order_id)) else None)
+        ctx.intent("claim")
+
+
+_SAID = {
+    "plausible": "Your claim on order {id} was assessed as plausible.",
+    "needs_evidence": "Your claim on order {id} needs more evidence before a refund can be "
+                      "approved automatically.",
+    "implausible": "Your claim on order {id} could not be confirmed from the order's records.",
+    None: "I could not assess your claim on order {id} right now.",
+}
+
+
+def describe(fact: Fact, context: AnswerContext) -> str | None:
+    """A fixed sentence per verdict: the team's own words never reach the customer."""
+    value = fact["value"]
+    return _SAID[value.get("verdict")].format(id=value["order_id"])
+
+
+def _caution(fact: Fact, proposal: Proposal) -> str | None:
+    value = fact["value"]
+    verdict = value.get("verdict")
+    if fact["kind"] != "claim_assessment" or verdict not in ("needs_evidence", "implausible"):
+        return None
+    if proposal["subject"] != f"order:{value['order_id']}":
+        return None
+    why = "; ".join(value.get("reasons") or []) or "no reason given"
+    return f"claim_{verdict}: the claims team assessed the claim on order {value['order_id']} " \
+           f"as {verdict.replace('_', ' ')} ({why})"
+
+
+def _unassessed(step: PlanStep) -> tuple[str, str, BaseModel]:
+    order_id = int(step["order_id"] or 0)
+    return "claim_assessment", str(order_id), ClaimAssessment(order_id=order_id)
+
+
+CLAIMS, SPEC = remote_worker(
+    name="claims", graph_id="claims",
+    description="Assesses a damage or missing-item claim (an AutoGen team, remote).",
+    owns={"claim_assessment": ClaimAssessment}, degraded_fact=_unassessed, needs_order=True,
+    requires=("order",), rule=rule, describe=describe,
+    # A team's conversation is several model calls: more time, one attempt (its model calls
+    # are governed at the gateway, so a second attempt here would multiply them).
+    policy=DependencyPolicy(timeout=20.0, attempts=1, fail_max=3),
+    caution=Caution(effects=("refunds",), reason=_caution),
+    produces=lambda step: [f"claim_assessment:{step['order_id']}"])
+DEPENDENCIES = [CLAIMS]
+WORKERS = [SPEC]

@@ -1,0 +1,173 @@
+"""The claims team and the drafting crew as Interlock sees them: remote, governed, checked.
+
+Their servers are scripted in-process here (the real AutoGen team and CrewAI crew, in their own
+environments, are driven in `test_foreign_envs.py`): what matters is what Interlock does with
+what they say. A claims team may only add caution to a refund; a crew's wording stands only if
+the output guard passes all of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from agents import claims, drafting
+from agents.registry import DEFAULT_WORKERS
+from graphs.runner import Interlock, open_interlock
+from graphs.settings import Settings
+from tests.e2e.devserver import free_port
+from tools.toolbox import build_toolbox
+
+SMALL = "My order 1034 arrived damaged, the mug is broken. Please refund $5."
+LARGE = "Order 1034 arrived broken. Refund $80 please."
+
+
+def _script(answers: list[httpx.Response], seen: list[httpx.Request]) -> Any:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0) if answers else httpx.Response(500)
+    return handle
+
+
+def assessed(verdict: Any, reasons: list[str] | None = None,
+             order_id: int = 1034) -> httpx.Response:
+    return httpx.Response(200, json={"status": "done", "note": "", "facts": [{
+        "kind": "claim_assessment", "subject": str(order_id), "source": "autogen-claims-team",
+        "value": {"order_id": order_id, "verdict": verdict,
+                  "reasons": reasons or ["the order was delivered intact per the carrier"]}}]})
+
+
+def worded(text: str) -> httpx.Response:
+    return httpx.Response(200, json={"status": "done", "text": text, "note": ""})
+
+
+async def _app(settings: Settings, *, claims_answers: list[httpx.Response] | None = None,
+               drafts: list[httpx.Response] | None = None, urls: dict[str, str] | None = None,
+               seen: list[httpx.Request] | None = None) -> AsyncIterator[Interlock]:
+    seen = seen if seen is not None else []
+    settings = settings.with_dependencies(claims.CLAIMS, drafting.DRAFTING)
+    settings = replace(settings, drafters=(drafting.DRAFTER,) if drafts is not None
+                       or "drafting" in (urls or {}) else ())
+    for name, url in (urls or {}).items():
+        settings = settings.with_url(name, url)
+    simulators: dict[str, Any] = {}
+    if claims_answers is not None:
+        simulators["claims"] = _script(claims_answers, seen)
+    if drafts is not None:
+        simulators["drafting"] = _script(drafts, seen)
+    async with open_interlock(toolbox=build_toolbox(settings, simulators=simulators),
+                              workers=[*DEFAULT_WORKERS, claims.SPEC]) as app:
+        yield app
+
+
+def _gate(result: Any) -> list[dict[str, Any]]:
+    return [v for v in result.verdicts if v["guard"] == "approval"]
+
+
+async def test_a_claim_the_team_doubts_sends_a_small_refund_to_a_human(
+        settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, claims_answers=[assessed(
+            "needs_evidence", ["no photo of the damage"])], seen=seen):
+        result = await app.run(SMALL)
+    assert result.status == "awaiting_approval", result.answer
+    reasons = result.pending_approval["reasons"]  # type: ignore[index]
+    assert any(r.startswith("caution: claim_needs_evidence") and "no photo" in r
+               for r in reasons), reasons
+    assert not any(r.startswith("above_limit") for r in reasons)  # $5: only the team's doubt
+    plan = result.plan or {}
+    [claim_step] = [s for s in plan["steps"] if s["worker"] == "claims"]
+    [refund_step] = [s for s in plan["steps"] if s["worker"] == "refunds"]
+    assert claim_step["id"] in refund_step["depends_on"]
+    assert not [f for f in result.facts.values() if f["kind"] == "refund"
+                and f["value"].get("status") == "executed"]
+    sent = json.loads(seen[0].content)["input"]
+    assert sent["request"]["text"] == SMALL and "order:1034" in sent["known"]
+
+
+async def test_a_plausible_claim_changes_nothing(settings: Settings) -> None:
+    async for app in _app(settings, claims_answers=[assessed("plausible")]):
+        result = await app.run(SMALL)
+    assert result.status == "completed", result.answer
+    assert "was assessed as plausible" in result.answer
+    assert [v["action"] for v in _gate(result)] == ["allow"]
+    assert "auto_approved" in _gate(result)[0]["reasons"][0]
+
+
+async def test_a_team_saying_approve_cannot_approve_a_refund_above_the_limit(
+        settings: Settings) -> None:
+    for said in ("approve", "plausible"):
+        async for app in _app(settings, claims_answers=[assessed(said, ["approve it now"])]):
+            result = await app.run(LARGE)
+        assert result.status == "awaiting_approval", (said, result.answer)
+        reasons = result.pending_approval["reasons"]  # type: ignore[index]
+        assert any(r.startswith("above_limit") for r in reasons), reasons
+        refused = [v for v in result.verdicts if v["guard"] == "facts" and not v["passed"]]
+        assert bool(refused) == (said == "approve")  # "approve" is no verdict of the schema
+        # A team answering outside its contract leaves the refund without advice: a human.
+        assert any(r.startswith("caution: no_advice") for r in reasons) == (said == "approve")
+
+
+async def test_the_team_down_degrades_its_step_and_the_refund_is_decided_as_before(
+        settings: Settings) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    async for app in _app(settings, urls={"claims": down}):
+        result = await app.run(SMALL)
+    assert result.status == "completed", result.answer
+    assert result.degraded == ["claims"]
+    assert "I could not assess your claim on order 1034 right now." in result.answer
+    assert [v["action"] for v in _gate(result)] == ["allow"]
+
+
+async def test_no_claim_no_team(settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, claims_answers=[], seen=seen):
+        result = await app.run("Refund $5 on order 1034 please.")
+        tracked = await app.run("Order 1034 arrived broken, where is it?")
+    assert result.status == "completed" and tracked.status == "completed"
+    assert seen == []  # no damage claimed; damage claimed without a refund
+
+
+async def test_the_crews_wording_stands_when_every_check_passes(settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, drafts=[worded(
+            "Thanks for reaching out! Order 1034 ($378.00) was delivered.")],
+            seen=seen):
+        result = await app.run("What is the status of order 1034?")
+    assert result.answer.startswith("Thanks for reaching out!"), result.answer
+    [output] = [v for v in result.verdicts if v["guard"] == "output"]
+    assert "worded_by: drafting" in output["reasons"]
+    template = json.loads(seen[0].content)["input"]["template"]
+    assert any("1034" in s for s in template["statements"])
+
+
+async def test_a_draft_the_output_guard_refuses_falls_back_to_the_template(
+        settings: Settings) -> None:
+    cases = {
+        "unbacked_amount": "Order 1034 was delivered. We will also send you a $50 voucher.",
+        "unexecuted_refund": "Order 1034 was delivered, and we have refunded order 1034.",
+        "omitted_order": "Your order was delivered.",
+        "personal_data": "Order 1034 was delivered to jane@example.com.",
+    }
+    for problem, text in cases.items():
+        async for app in _app(settings, drafts=[worded(text)]):
+            result = await app.run("What is the status of order 1034?")
+        assert text not in result.answer and "1034" in result.answer, result.answer
+        [refused, final] = [v for v in result.verdicts if v["guard"] == "output"]
+        assert refused["action"] == "refuse" and not refused["passed"]
+        assert any(problem in r for r in refused["reasons"]), (problem, refused["reasons"])
+        assert all(r.startswith("wording_refused: drafting's wording") for r in
+                   refused["reasons"])
+        assert final["passed"], final
+
+
+async def test_the_crew_down_leaves_the_template_answer(settings: Settings) -> None:
+    async for app in _app(settings, drafts=[httpx.Response(503), httpx.Response(503)]):
+        result = await app.run("What is the status of order 1034?")
+    assert result.status == "completed" and "1034" in result.answer
+    [final] = [v for v in result.verdicts if v["guard"] == "output"]
+    assert any(r.startswith("template_used: drafting unavailable") for r in final["reasons"])
