@@ -7,8 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 PYTHON312 ?= $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python)),$(shell command -v python3.12))
 AEGRA := .aegra-venv
 AEGRA_STAMP := $(AEGRA)/.installed-stamp
+# The foreign agents' own environments (their pins conflict with ours): an AutoGen team and a
+# CrewAI crew, each served as a LangGraph graph by foreign/serve.py.
+AUTOGEN := .autogen-venv
+CREWAI := .crewai-venv
+FOREIGN_STAMPS := $(AUTOGEN)/.installed-stamp $(CREWAI)/.installed-stamp
 
-.PHONY: install demo test lint typecheck unit bench serve lock clean cluster cluster-down cluster-install
+.PHONY: install demo test lint typecheck unit bench serve lock clean cluster cluster-down cluster-install foreign demo-foreign
 
 # `make serve` on a free local port (or PORT=8123 make serve); analytics and version checks off.
 PORT ?= $(shell $(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -25,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/interlock demo
 
 # Everything: lint (ruff and the layers contract), mypy --strict, every test.
-test: $(STAMP) $(AEGRA_STAMP) lint typecheck
+test: $(STAMP) $(AEGRA_STAMP) $(FOREIGN_STAMPS) lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -59,7 +64,7 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) $(AEGRA) .interlock .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AEGRA) $(AUTOGEN) $(CREWAI) .interlock .mypy_cache .pytest_cache .ruff_cache
 
 # Several replicas on Aegra, Postgres and Redis: `make cluster REPLICAS=3 PORT=8300`.
 REPLICAS ?= 3
@@ -81,3 +86,20 @@ cluster: $(STAMP) $(AEGRA_STAMP)
 
 cluster-down: $(STAMP)
 	$(BIN)/python -m graphs.cluster down
+
+# The foreign agents: `make foreign` builds their environments; `make demo-foreign` plays their
+# scenarios offline (a scripted model behind the gateway).
+$(AUTOGEN)/.installed-stamp: foreign/autogen/requirements.txt foreign/autogen/constraints.txt
+	$(PYTHON) -m venv $(AUTOGEN)
+	$(AUTOGEN)/bin/python -m pip install --quiet --disable-pip-version-check -c foreign/autogen/constraints.txt -r foreign/autogen/requirements.txt
+	touch $@
+
+$(CREWAI)/.installed-stamp: foreign/crewai/requirements.txt foreign/crewai/constraints.txt
+	$(PYTHON) -m venv $(CREWAI)
+	$(CREWAI)/bin/python -m pip install --quiet --disable-pip-version-check -c foreign/crewai/constraints.txt -r foreign/crewai/requirements.txt
+	touch $@
+
+foreign: $(FOREIGN_STAMPS)
+
+demo-foreign: $(STAMP) $(FOREIGN_STAMPS)
+	$(BIN)/interlock demo --foreign

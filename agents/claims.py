@@ -56,18 +56,19 @@ def rule(ctx: RuleContext) -> None:
     if not _CLAIMED.search(ctx.text):
         return
     for order_id in ctx.found.order_ids:
-        if ctx.step_of("refunds", order_id) is None:
-            continue
+        if ctx.step_of("refunds", order_id) is None or ctx.step_of("claims", order_id):
+            continue  # no refund to advise, or planned already
         ctx.add("claims", order_id=order_id,
                 depends_on=[s] if (s := ctx.step_of("orders", order_id)) else None)
         ctx.intent("claim")
 
 
 _SAID = {
-    "plausible": "Your claim on order {id} was assessed as plausible.",
-    "needs_evidence": "Your claim on order {id} needs more evidence before a refund can be "
-                      "approved automatically.",
-    "implausible": "Your claim on order {id} could not be confirmed from the order's records.",
+    "plausible": "Our claims team found your claim on order {id} plausible.",
+    "needs_evidence": "Our claims team could not confirm your claim on order {id} without more "
+                      "evidence, such as photos.",
+    "implausible": "Our claims team could not confirm your claim on order {id} from the "
+                   "order's records.",
     None: "I could not assess your claim on order {id} right now.",
 }
 

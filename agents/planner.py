@@ -10,7 +10,7 @@ from langgraph.types import Command
 
 from agents.base import WorkerSpec
 from agents.llm_planner import conversation_context, model_plan, system_prompt
-from agents.rules import rules_plan
+from agents.rules import rules_plan, with_advisors
 from graphs.core.clock import iso, parse_iso
 from graphs.core.conversation import Resolution, is_confirmation, resolve
 from graphs.core.errors import InputError
@@ -59,8 +59,9 @@ def make_planner(toolbox: Toolbox, workers: Sequence[WorkerSpec], *,
             try:
                 context = conversation_context(state.get("messages", []), subject, by=by,
                                                redact=redact) if turn > 1 else None
-                plan = await model_plan(toolbox.model, text, turn=turn, workers=workers,
-                                        ctx=ctx, prompt=prompt, context=context)
+                plan = with_advisors(await model_plan(
+                    toolbox.model, text, turn=turn, workers=workers, ctx=ctx, prompt=prompt,
+                    context=context), text, turn=turn, workers=workers)
                 return Command(goto=goto,
                                update={"candidate_plan": plan, "events": ctx.events})
             except DependencyError as exc:

@@ -92,8 +92,13 @@ class RemoteWorkerClient:
                 values = answer.json()
             except ValueError:
                 values = None
-            if not isinstance(values, dict) or values.get("__error__"):
-                raise DependencyError("the remote graph's run failed or answered no values",
+            if isinstance(values, dict) and isinstance(failed := values.get("__error__"), dict):
+                # The graph itself failed (its model refused, a bug): reported, not retried.
+                raise DependencyError(
+                    f"the remote graph's run failed: {str(failed.get('error'))[:80]}",
+                    dependency=self.name, retryable=False, reason="run_failed")
+            if not isinstance(values, dict) or "__error__" in values:
+                raise DependencyError("the remote graph answered no values",
                                       dependency=self.name, retryable=False,
                                       reason="malformed_output")
             return values

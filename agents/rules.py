@@ -19,7 +19,7 @@ from graphs.core.state import Offer, Plan, PlanStep
 if TYPE_CHECKING:
     from agents.base import WorkerSpec
 
-__all__ = ["RuleContext", "rules_plan", "unsupported_asks"]
+__all__ = ["RuleContext", "rules_plan", "unsupported_asks", "with_advisors"]
 
 _REFUND = re.compile(r"\brefund(?!\s+polic)|\bmoney back\b|\breimburs|\bcharge ?back\b"
                      r"|\breturn\s+(?:it|this|them|my|the|order)\b", re.IGNORECASE)
@@ -74,7 +74,8 @@ class RuleContext:
     def add(self, worker: str, *, order_id: int | None = None, amount: int | None = None,
             args: dict[str, Any] | None = None, depends_on: list[str] | None = None) -> str:
         """Plan a step of `worker`; returns its id (for other steps to depend on)."""
-        step_id = f"t{self.turn}.s{len(self.steps) + 1}"
+        taken = [int(n) for s in self.steps if (n := s["id"].rpartition(".s")[2]).isdigit()]
+        step_id = f"t{self.turn}.s{max(taken, default=0) + 1}"
         step = PlanStep(id=step_id, worker=worker, order_id=order_id, amount_cents=amount,
                         depends_on=list(depends_on or []))
         if args:
@@ -214,3 +215,28 @@ def rules_plan(text: str, *, turn: int, workers: Sequence[WorkerSpec] = (),
         ctx.intent("unknown")
     return Plan(source="rules", intents=ctx.intents, steps=ctx.steps,
                 waves=compute_waves(ctx.steps))
+
+
+def with_advisors(plan: Plan, text: str, *, turn: int, workers: Sequence[WorkerSpec]) -> Plan:
+    """A plan with the steps advisors' rules add to it (a claims check before a refund).
+
+    A model planning a refund may leave out the advisor that would make it more cautious; the
+    advisors' own rules (`WorkerSpec.caution` and `.rule`) run over its plan as over the rules
+    planner's, so advice does not depend on who planned.
+    """
+    advisors = [w for w in workers if w.caution is not None and w.rule is not None]
+    if not advisors:
+        return plan
+    found = mentions(text)
+    orders = sorted({*found.order_ids, *(s["order_id"] for s in plan["steps"]
+                                          if s["order_id"] is not None)})
+    ctx = RuleContext(text=text, turn=turn, found=Mentions(orders, found.amounts_cents),
+                      steps=[PlanStep(**s) for s in plan["steps"]],
+                      intents=list(plan["intents"]))
+    for advisor in advisors:
+        assert advisor.rule is not None
+        advisor.rule(ctx)
+    if len(ctx.steps) == len(plan["steps"]):
+        return plan
+    return Plan(**{**plan, "intents": ctx.intents, "steps": ctx.steps,
+                   "waves": compute_waves(ctx.steps)})

@@ -132,11 +132,16 @@ def _parser() -> argparse.ArgumentParser:
     storage = commands.add_parser("storage", help="checkpoint rows and bytes on disk")
     storage.add_argument("--json", action="store_true", help="print JSON")
 
-    commands.add_parser("demo", help="play scripted conversations and print the transcript")
+    demo = commands.add_parser("demo", help="play scripted conversations and print the "
+                                            "transcript")
+    demo.add_argument("--foreign", action="store_true",
+                      help="the foreign agents (an AutoGen team, a CrewAI crew) as governed "
+                           "workers, a scripted model behind the gateway (`make foreign`)")
 
     chaos = commands.add_parser("chaos", help="inject a failure; compare governed and naive")
     chaos.add_argument("scenario", choices=("carrier-outage", "carrier-slow", "carrier-flaky",
-                                            "payments-flaky", "model-throttled", "model-flaky"))
+                                            "payments-flaky", "model-throttled", "model-flaky",
+                                            "crew-throttled", "remote-down"))
     chaos.add_argument("--requests", type=_positive, default=200)
     chaos.add_argument("--concurrency", type=_positive, default=16)
     chaos.add_argument("--json", action="store_true", help="print the figures as one object")
@@ -346,6 +351,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.html is not None and not args.json:
             print(f"\nwrote {args.html}")
         return 0
+    if args.command == "demo" and args.foreign:
+        from graphs.foreign_scenarios import play_foreign
+
+        return await play_foreign(settings)
     if args.command == "demo":
         from graphs.demo import play
 
@@ -360,6 +369,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"wrote {args.html}")
         else:
             print(graph_mermaid(compiled))
+        return 0
+    if args.command == "chaos" and args.scenario in ("crew-throttled", "remote-down"):
+        from graphs.foreign_scenarios import format_foreign_report, run_foreign_chaos
+
+        foreign = await run_foreign_chaos(settings, args.scenario,
+                                          requests=min(args.requests, 20))
+        print(json.dumps(foreign.to_json()) if args.json else format_foreign_report(foreign))
         return 0
     if args.command == "chaos":
         from graphs.chaos import format_report, run_scenario

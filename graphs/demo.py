@@ -17,7 +17,7 @@ from graphs.core.state import STAFF, Actor
 from graphs.runner import Interlock, RunResult, open_interlock
 from graphs.settings import FaultSpec, Settings
 
-__all__ = ["SCRIPT", "play"]
+__all__ = ["SCRIPT", "paid", "play", "transcript"]
 
 _CUSTOMER_3 = Actor(kind="customer", customer_id=3)
 _CUSTOMER_9 = Actor(kind="customer", customer_id=9)
@@ -49,7 +49,7 @@ def _who(actor: Actor) -> str:
     return "staff" if actor["kind"] == "staff" else f"customer {actor['customer_id']}"
 
 
-def _transcript(result: RunResult, shown: int = 0, *, plan: bool = True) -> int:
+def transcript(result: RunResult, shown: int = 0, *, plan: bool = True) -> int:
     """Print the plan, new verdicts and tool events, and the answer; return verdicts shown."""
     if result.plan and plan:
         workers = {st["id"]: st["worker"] for st in result.plan["steps"]}
@@ -80,7 +80,7 @@ def _transcript(result: RunResult, shown: int = 0, *, plan: bool = True) -> int:
     return len(result.verdicts)
 
 
-def _paid(app: Interlock, result: RunResult) -> None:
+def paid(app: Interlock, result: RunResult) -> None:
     """Say what the payments service holds for the orders of the request's plan."""
     orders = {s["order_id"] for s in (result.plan or {}).get("steps", []) if s["order_id"]}
     if app.toolbox.payments_sim is None:
@@ -107,13 +107,13 @@ async def play(settings: Settings) -> int:
                 print(f"  {_who(actor)}> {text}")
                 result = await app.run(text, actor=actor, thread_id=thread)
                 thread = result.thread_id
-                shown = _transcript(result)  # the result holds this turn's verdicts
+                shown = transcript(result)  # the result holds this turn's verdicts
                 if result.status == "awaiting_approval" and "approve" in options:
                     print(f"  staff> interlock resume {result.thread_id} --approve")
                     result = await app.resume(result.thread_id, approve=options["approve"],
                                               note="checked with the warehouse")
-                    _transcript(result, shown, plan=False)
-                    _paid(app, result)
+                    transcript(result, shown, plan=False)
+                    paid(app, result)
             if carrier is not None:
                 carrier.faults.set(FaultSpec())
             print()

@@ -258,6 +258,10 @@ class Settings:
             if dep.url_variable != "OPENAI_BASE_URL" and (
                     url := _url(text(dep.url_variable), dep.url_variable)):
                 urls[dep.name] = url
+            elif dep.client is not None and dep.simulator is None \
+                    and dep.url_variable != "OPENAI_BASE_URL":
+                raise ConfigError(f"{dep.name} has no simulator: set the base URL of its "
+                                  f"server", variable=dep.url_variable)
         limits = dict(defaults.limits)
         for kind in ("customer", "staff"):
             var = f"INTERLOCK_LIMITS_{kind.upper()}"

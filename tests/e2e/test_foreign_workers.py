@@ -20,6 +20,7 @@ from agents.registry import DEFAULT_WORKERS
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import Settings
 from tests.e2e.devserver import free_port
+from tests.fakes import ScriptedChatModel
 from tools.toolbox import build_toolbox
 
 SMALL = "My order 1034 arrived damaged, the mug is broken. Please refund $5."
@@ -47,7 +48,8 @@ def worded(text: str) -> httpx.Response:
 
 async def _app(settings: Settings, *, claims_answers: list[httpx.Response] | None = None,
                drafts: list[httpx.Response] | None = None, urls: dict[str, str] | None = None,
-               seen: list[httpx.Request] | None = None) -> AsyncIterator[Interlock]:
+               seen: list[httpx.Request] | None = None,
+               plans: list[Any] | None = None) -> AsyncIterator[Interlock]:
     seen = seen if seen is not None else []
     settings = settings.with_dependencies(claims.CLAIMS, drafting.DRAFTING)
     settings = replace(settings, drafters=(drafting.DRAFTER,) if drafts is not None
@@ -59,8 +61,11 @@ async def _app(settings: Settings, *, claims_answers: list[httpx.Response] | Non
         simulators["claims"] = _script(claims_answers, seen)
     if drafts is not None:
         simulators["drafting"] = _script(drafts, seen)
-    async with open_interlock(toolbox=build_toolbox(settings, simulators=simulators),
-                              workers=[*DEFAULT_WORKERS, claims.SPEC]) as app:
+    if plans is not None:  # the model plans (scripted)
+        settings = replace(settings, model="openai:scripted")
+    toolbox = build_toolbox(settings, simulators=simulators, chat_model=ScriptedChatModel(
+        plans) if plans is not None else None)
+    async with open_interlock(toolbox=toolbox, workers=[*DEFAULT_WORKERS, claims.SPEC]) as app:
         yield app
 
 
@@ -93,7 +98,7 @@ async def test_a_plausible_claim_changes_nothing(settings: Settings) -> None:
     async for app in _app(settings, claims_answers=[assessed("plausible")]):
         result = await app.run(SMALL)
     assert result.status == "completed", result.answer
-    assert "was assessed as plausible" in result.answer
+    assert "Our claims team found your claim on order 1034 plausible." in result.answer
     assert [v["action"] for v in _gate(result)] == ["allow"]
     assert "auto_approved" in _gate(result)[0]["reasons"][0]
 
@@ -171,3 +176,37 @@ async def test_the_crew_down_leaves_the_template_answer(settings: Settings) -> N
     assert result.status == "completed" and "1034" in result.answer
     [final] = [v for v in result.verdicts if v["guard"] == "output"]
     assert any(r.startswith("template_used: drafting unavailable") for r in final["reasons"])
+
+
+async def test_a_run_that_failed_remotely_is_reported_once_not_retried(
+        settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+    failed = httpx.Response(200, json={"__error__": {"error": "RuntimeError",
+                                                     "message": "the model was refused"}})
+    async for app in _app(settings, drafts=[failed, worded("never asked")], seen=seen):
+        result = await app.run("What is the status of order 1034?")
+    assert len(seen) == 1
+    [final] = [v for v in result.verdicts if v["guard"] == "output"]
+    assert "template_used: drafting unavailable (run_failed)" in final["reasons"]
+
+
+async def test_a_model_plan_without_the_claims_step_gets_it(settings: Settings) -> None:
+    refund_only = {"intents": ["refund"], "steps": [
+        {"id": "s1", "worker": "policy", "order_id": None, "amount_cents": None,
+         "depends_on": []},
+        {"id": "s2", "worker": "orders", "order_id": 1034, "amount_cents": None,
+         "depends_on": []},
+        {"id": "s3", "worker": "refunds", "order_id": 1034, "amount_cents": 500,
+         "depends_on": ["s1", "s2"]}]}
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, claims_answers=[assessed("implausible")], seen=seen,
+                          plans=[refund_only]):
+        result = await app.run(SMALL)
+    plan = result.plan or {}
+    assert plan["source"] == "model"
+    [claim] = [s for s in plan["steps"] if s["worker"] == "claims"]
+    [refund] = [s for s in plan["steps"] if s["worker"] == "refunds"]
+    assert refund["advised_by"] == [claim["id"]] and len(seen) == 1
+    assert result.status == "awaiting_approval"
+    assert any(r.startswith("caution: claim_implausible")
+               for r in (result.pending_approval or {})["reasons"])

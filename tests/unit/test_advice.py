@@ -1,4 +1,4 @@
-"""An advisor (the claims worker) only adds caution: the plan guard's ordering, the gate's reasons."""
+"""An advisor (the claims worker) only adds caution: the plan guard orders, the gate asks."""
 
 from typing import Any
 

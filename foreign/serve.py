@@ -1,0 +1,177 @@
+"""Serves one LangGraph graph over the Agent Protocol's stateless runs, in a foreign environment.
+
+The LangGraph server (langgraph-api) and Aegra cannot share an environment with every agent
+framework: autogen-core 0.7.5 pins `protobuf~=5.29`, langgraph-api needs protobuf 6 and Aegra
+protobuf 7. Interlock's remote workers use only the stateless part of the protocol, so an
+environment that has `langgraph`, `starlette` and `uvicorn` serves its graph with this file:
+
+    python foreign/serve.py foreign/autogen/claims_graph.py:graph --graph-id claims --port 8410
+
+- `GET /ok`, `GET /info`: liveness, as the LangGraph server answers them.
+- `POST /assistants/search`: the one graph, as an assistant named `--graph-id`.
+- `POST /runs/wait` with `{"assistant_id", "input", "config"?}`: runs the graph once and
+  answers its final values; a run that raises answers 200 with `{"__error__": {"error",
+  "message"}}` (as the LangGraph server does), so no client retries a graph's own failure.
+  The caller's `x-interlock-*` and `Idempotency-Key` headers reach the graph in
+  `config["configurable"]` (as the server's `configurable_headers` would put them), and
+  `x-interlock-deadline-ms` bounds the run (504 past it).
+- `--deny-network`: every connection to a host other than loopback is refused and counted
+  (`GET /info` reports `denied_connections`): telemetry and downloads, proven off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import ipaddress
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+__all__ = ["build_app", "load_graph", "main"]
+
+_FORWARDED = ("x-interlock-deadline-ms", "x-interlock-thread", "x-interlock-step",
+              "idempotency-key")
+_MAX_BODY = 4 * 1024 * 1024
+_denied: list[str] = []
+_log = logging.getLogger("foreign.serve")
+
+
+def load_graph(target: str) -> Any:
+    """The object `path/to/file.py:attr` or `package.module:attr` names."""
+    where, _, attr = target.partition(":")
+    if not attr:
+        raise SystemExit(f"expected FILE.py:ATTR or MODULE:ATTR, got {target!r}")
+    if where.endswith(".py"):
+        path = Path(where).resolve()
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"cannot load {where}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    return getattr(module, attr)
+
+
+def _loopback(address: Any) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str):
+        return True  # a Unix socket
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def deny_network() -> None:
+    """Refuse (and count) every connection and name lookup beyond loopback, from now on."""
+    connect, lookup = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+            _denied.append(f"connect {address[0]}:{address[1]}")
+            raise ConnectionRefusedError(f"network denied: {address[0]}")
+        return connect(self, address)
+
+    def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and not _loopback(name) and name not in ("localhost",):
+            _denied.append(f"lookup {name}")
+            raise socket.gaierror(socket.EAI_NONAME, f"network denied: {name}")
+        return lookup(host, *args, **kwargs)
+
+    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+    socket.getaddrinfo = guarded_lookup
+
+
+def build_app(graph: Any, graph_id: str) -> Starlette:
+    """The ASGI app serving `graph` as the assistant `graph_id`."""
+
+    async def ok(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse({"version": "foreign-serve", "graph_id": graph_id,
+                             "flags": {"assistants": True, "crons": False},
+                             "denied_connections": list(_denied)})
+
+    async def search(request: Request) -> JSONResponse:
+        return JSONResponse([{"assistant_id": graph_id, "graph_id": graph_id,
+                              "name": graph_id, "config": {}, "metadata": {}}])
+
+    async def wait(request: Request) -> JSONResponse:
+        raw = await request.body()
+        if len(raw) > _MAX_BODY:
+            return JSONResponse({"detail": "body too large"}, status_code=413)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return JSONResponse({"detail": "the body is not JSON"}, status_code=422)
+        if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+            return JSONResponse({"detail": "expected {assistant_id, input: {...}}"},
+                                status_code=422)
+        if body.get("assistant_id") not in (graph_id, None):
+            return JSONResponse({"detail": f"assistant {body.get('assistant_id')!r} not found"},
+                                status_code=404)
+        config = body.get("config") if isinstance(body.get("config"), dict) else {}
+        configurable = {**(config.get("configurable") or {}),
+                        **{h: v for h in _FORWARDED if (v := request.headers.get(h))}}
+        try:
+            left = float(request.headers.get("x-interlock-deadline-ms", "")) / 1000
+        except ValueError:
+            left = None
+        try:
+            values = await asyncio.wait_for(
+                graph.ainvoke(body["input"], {**config, "configurable": configurable}),
+                timeout=left)
+        except TimeoutError:
+            return JSONResponse({"detail": "the run did not finish within the caller's "
+                                 "deadline"}, status_code=504)
+        except Exception as exc:  # the graph's own failure: reported, not retried
+            _log.warning("run failed: %s: %s", type(exc).__name__, exc)
+            return JSONResponse({"__error__": {"error": type(exc).__name__,
+                                               "message": str(exc)[:500]}})
+        return JSONResponse(values if isinstance(values, dict) else {"value": values})
+
+    return Starlette(routes=[
+        Route("/ok", ok), Route("/info", info),
+        Route("/assistants/search", search, methods=["POST"]),
+        Route("/runs/wait", wait, methods=["POST"])])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python foreign/serve.py TARGET --graph-id ID [--host H] [--port P] [--deny-network]`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", help="FILE.py:ATTR or MODULE:ATTR of a compiled graph")
+    parser.add_argument("--graph-id", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--deny-network", action="store_true")
+    args = parser.parse_args(argv)
+    if args.deny_network:
+        deny_network()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    graph = load_graph(args.target)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    print(f"serving {args.graph_id} on http://{args.host}:{sock.getsockname()[1]}", flush=True)
+    uvicorn.run(build_app(graph, args.graph_id), fd=sock.fileno(), log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

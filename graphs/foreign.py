@@ -1,0 +1,287 @@
+"""The foreign agents' stack, offline: a scripted model, the gateway, and their own servers.
+
+`foreign_stack(...)` starts, for the demo (`interlock demo --foreign`), the chaos scenarios
+(`interlock chaos crew-throttled | remote-down`), the benchmarks and the tests:
+- `ScriptedModel`: an OpenAI-compatible model that answers each foreign agent by its role
+  (the claims team's investigator and reviewer, the crew's writer and editor), as scripted;
+- the governed model gateway in front of it (`graphs.gateway`), with a staff key of its own;
+- the AutoGen claims team and the CrewAI drafting crew, each in its own environment
+  (`make foreign`), served by `foreign/serve.py` with every connection beyond loopback refused
+  (`--deny-network`), telemetry off, a private HOME, their model through the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from graphs.core.actors import STAFF
+from graphs.core.errors import ConfigError
+from graphs.gateway import Gateway
+from graphs.keys import add_key
+from graphs.settings import Settings
+
+__all__ = ["QUIET", "ROOT", "ForeignServer", "ForeignStack", "ScriptedModel", "foreign_stack",
+           "missing_environments", "start_server"]
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVIRONMENTS = {"claims": (".autogen-venv", "foreign/autogen/claims_graph.py:graph"),
+                "drafting": (".crewai-venv", "foreign/crewai/drafting_graph.py:graph")}
+"""Each foreign worker: its environment (`make foreign`) and its graph."""
+QUIET = {"CREWAI_DISABLE_TELEMETRY": "true", "OTEL_SDK_DISABLED": "true",
+          "CREWAI_TRACING_ENABLED": "false", "CREWAI_DISABLE_TRACKING": "true",
+          "AUTOGEN_DISABLE_RUNTIME_TRACING": "true", "ANONYMIZED_TELEMETRY": "false",
+          "DO_NOT_TRACK": "1", "LITELLM_TELEMETRY": "False", "HF_HUB_OFFLINE": "1"}
+_FACTS = re.compile(r"checked facts[^\n]*\n((?:- [^\n]*\n?)+)", re.IGNORECASE)
+_ORDER = re.compile(r"\border (\d{4,})")
+
+Scope = MutableMapping[str, Any]
+
+
+def missing_environments() -> list[str]:
+    """The foreign environments not built yet (`make foreign` builds them)."""
+    return [venv for venv, _ in ENVIRONMENTS.values()
+            if not (ROOT / venv / ".installed-stamp").exists()]
+
+
+@dataclass
+class ScriptedModel:
+    """An OpenAI-compatible model that answers each foreign agent by its role, as scripted.
+
+    The claims team's reviewer gives `verdict`; the crew's writer and editor word the checked
+    facts their prompt lists (and, with `promise`, add a promise no fact backs); a role in
+    `throttled` is answered 429, `down` 503 (`*`: every role). `calls` counts requests by role.
+    """
+
+    verdict: str = "plausible"
+    promise: bool = False
+    throttled: set[str] = field(default_factory=set)
+    down: set[str] = field(default_factory=set)
+    calls: Counter[str] = field(default_factory=Counter)
+
+    @staticmethod
+    def role(body: Mapping[str, Any]) -> str:
+        """The foreign agent asking: investigator, reviewer, writer, editor (or other)."""
+        system = " ".join(str(m.get("content") or "") for m in body.get("messages", [])
+                          if m.get("role") == "system").lower()
+        for role in ("investigator", "reviewer", "writer", "editor"):
+            if f"you are the {role}" in system or f"you are {role}" in system:
+                return role
+        return "other"
+
+    def answer(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """(status, JSON body, headers) for one chat-completions request."""
+        role = self.role(body)
+        self.calls[role] += 1
+        if role in self.throttled or "*" in self.throttled:
+            return 429, {"error": {"message": "Rate limit reached for requests",
+                                   "type": "rate_limit_exceeded"}}, {"Retry-After": "1"}
+        if role in self.down or "*" in self.down:
+            return 503, {"error": {"message": "The server is overloaded",
+                                   "type": "server_error"}}, {}
+        said = "\n".join(str(m.get("content") or "") for m in body.get("messages", []))
+        order = (_ORDER.findall(said) or ["0"])[0]
+        if role == "investigator":
+            content = (f"Order {order} was delivered; the customer reports damage on arrival. "
+                       f"No photo or carrier note is attached.")
+        elif role == "reviewer":
+            reasons = {"plausible": ["delivered recently; the damage described fits the items"],
+                       "needs_evidence": ["no photo of the damage", "no carrier damage note"],
+                       "implausible": ["the items named are not in the order"]}
+            content = json.dumps({"verdict": self.verdict,
+                                  "reasons": reasons.get(self.verdict, ["approve it"])})
+        elif role in ("writer", "editor"):
+            facts = _FACTS.search(said)
+            lines = [ln[2:].strip() for ln in (facts.group(1) if facts else "").splitlines()
+                     if ln.startswith("- ")]
+            text = "Thanks for getting in touch! " + " ".join(lines)
+            if self.promise:
+                text += (f" As an apology we have refunded order {order} in full and added "
+                         f"a $20 voucher to your account.")
+            content = f"Thought: I now can give a great answer\nFinal Answer: {text}"
+        else:
+            content = "OK"
+        return 200, {"id": f"chatcmpl-{role}", "object": "chat.completion", "created": 0,
+                     "model": body.get("model", "scripted"),
+                     "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                  "message": {"role": "assistant", "content": content,
+                                              "refusal": None}}],
+                     "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                               "total_tokens": 2}}, {}
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """The ASGI app: `POST /v1/chat/completions`, `GET /v1/models`."""
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status: int
+        payload: dict[str, Any]
+        headers: dict[str, str]
+        if scope["path"].endswith("/models"):
+            status, payload, headers = 200, {"object": "list", "data": [
+                {"id": "scripted", "object": "model", "created": 0, "owned_by": "interlock"}]}, {}
+        elif scope["path"].endswith("/chat/completions") and scope["method"] == "POST":
+            try:
+                request = json.loads(body or b"{}")
+            except ValueError:
+                request = {}
+            status, payload, headers = self.answer(request if isinstance(request, dict)
+                                                   else {})
+        else:
+            status, payload, headers = 404, {"error": {"message": "not found"}}, {}
+        data = json.dumps(payload).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            *((k.lower().encode(), v.encode()) for k, v in headers.items())]})
+        await send({"type": "http.response.body", "body": data})
+
+
+@dataclass
+class ForeignServer:
+    """One foreign worker's server: a process in its own environment."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        """Kill it (a remote worker that is down)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def denied(self) -> list[str]:
+        """Connections beyond loopback it tried (and was refused): telemetry, downloads."""
+        return list(httpx.get(f"{self.url}/info", timeout=5).json()["denied_connections"])
+
+
+@dataclass
+class ForeignStack:
+    """The scripted model, the gateway in front of it, and the foreign servers."""
+
+    model: ScriptedModel
+    model_url: str
+    gateway: Gateway
+    gateway_url: str
+    key: str
+    servers: dict[str, ForeignServer]
+
+    def settings(self, base: Settings) -> Settings:
+        """Interlock's settings with the claims worker and the drafting crew pointed here."""
+        from agents import claims, drafting
+
+        settings = base.with_dependencies(claims.CLAIMS, drafting.DRAFTING)
+        for name, server in self.servers.items():
+            settings = settings.with_url(name, server.url)
+        return replace(settings, drafters=(drafting.DRAFTER,) if "drafting" in self.servers
+                       else (), workers=(*base.workers, claims.SPEC)
+                       if "claims" in self.servers else base.workers)
+
+
+async def _uvicorn(app: Any) -> tuple[Any, asyncio.Task[None], str]:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off", access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return server, task, f"http://{host}:{port}"
+
+
+def start_server(name: str, home: Path, gateway_url: str, key: str) -> ForeignServer:
+    """Start one foreign worker's server in its own environment; its URL once it answers."""
+    venv, target = ENVIRONMENTS[name]
+    python = ROOT / venv / "bin" / "python"
+    if not python.exists():
+        raise ConfigError(f"the {name} environment is not built: run `make foreign`",
+                          variable="INTERLOCK_EXTENSIONS")
+    private = home / name
+    private.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(private), "LANG": "C.UTF-8",
+           "TMPDIR": str(private), "INTERLOCK_GATEWAY_URL": gateway_url,
+           "INTERLOCK_GATEWAY_KEY": key, "NO_PROXY": "127.0.0.1,localhost", **QUIET}
+    log = private / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(python), str(ROOT / "foreign" / "serve.py"), str(ROOT / target),
+             "--graph-id", name, "--port", "0", "--deny-network"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=out, stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    first = process.stdout.readline().decode().strip()  # "serving NAME on URL"
+    if not first.startswith("serving "):
+        process.kill()
+        raise ConfigError(f"the {name} server did not start: {log.read_text()[-2000:]}",
+                          variable="INTERLOCK_EXTENSIONS")
+    url = first.rsplit(" ", 1)[-1]
+    began = time.monotonic()
+    while time.monotonic() - began < 60:
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                return ForeignServer(name=name, url=url, process=process, log=log)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise ConfigError(f"the {name} server did not answer: {log.read_text()[-2000:]}",
+                      variable="INTERLOCK_EXTENSIONS")
+
+
+@asynccontextmanager
+async def foreign_stack(settings: Settings, *, model: ScriptedModel | None = None,
+                        workers: tuple[str, ...] = ("claims", "drafting"),
+                        home: Path | None = None) -> AsyncIterator[ForeignStack]:
+    """Start the scripted model, the gateway and the foreign servers; stop them after.
+
+    The gateway's model is the scripted one, with `settings`' policy for the `model`
+    dependency; its key file lives in a home of its own.
+    """
+    model = model or ScriptedModel()
+    with tempfile.TemporaryDirectory(prefix="interlock-foreign-") as scratch:
+        home = home or Path(scratch)
+        model_server, model_task, model_url = await _uvicorn(model)
+        gateway_settings = replace(settings, home=home / "gateway", model="openai:scripted",
+                                   openai_base_url=f"{model_url}/v1",
+                                   openai_api_key="scripted", api_keys_file=None)
+        gateway_settings.home.mkdir(parents=True, exist_ok=True)
+        _, key = add_key(gateway_settings.api_keys_path, STAFF, label="foreign agents")
+        gateway = Gateway(gateway_settings)
+        gw_server, gw_task, gw_url = await _uvicorn(gateway)
+        servers: dict[str, ForeignServer] = {}
+        try:
+            started = await asyncio.gather(*(asyncio.to_thread(
+                start_server, name, home, f"{gw_url}/v1", key) for name in workers),
+                return_exceptions=True)
+            servers = {s.name: s for s in started if isinstance(s, ForeignServer)}
+            if failed := [s for s in started if isinstance(s, BaseException)]:
+                raise failed[0]
+            yield ForeignStack(model=model, model_url=f"{model_url}/v1", gateway=gateway,
+                               gateway_url=f"{gw_url}/v1", key=key, servers=servers)
+        finally:
+            for server in servers.values():
+                server.stop()
+            for uv, task in ((gw_server, gw_task), (model_server, model_task)):
+                uv.should_exit = True
+                await task
+            await gateway.aclose()
