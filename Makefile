@@ -21,7 +21,7 @@ PORT ?= $(shell $(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench,server]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,bench,server,maf]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -58,7 +58,7 @@ serve: $(STAMP)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet ".[dev,bench,server]"
+	.lock-venv/bin/python -m pip install --quiet ".[dev,bench,server,maf]"
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^interlock' > constraints.txt
 	.lock-venv/bin/python -m pip --version | awk '{print "pip==" $$2}' >> constraints.txt
 	rm -rf .lock-venv

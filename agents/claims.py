@@ -6,9 +6,11 @@ remote worker (`agents.remote`), with its own breaker, timeout, bulkhead and ret
 refund whose request claims damage or a missing item, a `claims` step assesses the claim from
 the order's facts and the customer's words, and reports a `claim_assessment` fact: plausible,
 needs_evidence or implausible, with reasons. It may only add caution: the refund's approval gate
-sends a refund to a human on `needs_evidence` or `implausible` (`Caution`), and nothing the
-team says can approve a refund the policy refuses or the limits send to a human. A team that
-cannot be reached degrades its own step; the refund is then decided as without it.
+sends a refund to a human on `needs_evidence` or `implausible` (`Caution`), or when the claim
+could not be assessed (the team down, silent, or outside its contract), and nothing the team
+says can approve a refund the policy refuses or the limits send to a human. A doubt stands for
+the rest of the thread (a "yes" to an offer later is still decided with it), and while a refund
+on the order waits for a human, every other refund on it does too.
 """
 
 from __future__ import annotations
@@ -43,9 +45,16 @@ class ClaimAssessment(BaseModel):
 
 
 _CLAIMED = re.compile(
-    r"\b(?:damaged|broken|broke|cracked|smashed|shattered|dented|torn|ripped|leaking|defective"
-    r"|faulty|missing|never (?:arrived|came|got)|didn'?t (?:arrive|come|get)|not in the (?:box"
-    r"|package|parcel)|wrong item|empty (?:box|package|parcel))\b", re.IGNORECASE)
+    r"\b(?:damage[ds]?|broken|broke|cracked|smashed|shattered|dented|bent|scratched|chipped"
+    r"|snapped|torn|ripped|crushed|busted|leak(?:ing|ed|s)?|defective|faulty|in pieces"
+    r"|(?:doesn'?t|does not|didn'?t|did not|won'?t|stopped) (?:work(?:ing)?|turn(?:ing)? on"
+    r"|power(?:ing)? on)"
+    r"|not working|dead on arrival|missing|lost|stolen|incomplete"
+    r"|never (?:arrived|came|got|received)|(?:not|wasn'?t|weren'?t) (?:received|delivered)"
+    r"|didn'?t (?:arrive|come|get|receive)|not in the (?:box|package|parcel)"
+    r"|wrong (?:item|size|colou?r|product)|empty (?:box|package|parcel)"
+    r"|only (?:got|received) (?:one|\d+))\b", re.IGNORECASE)
+"""What a damage or loss claim says (the rules planner's trigger; a model's plan gets the same)."""
 
 
 def rule(ctx: RuleContext) -> None:
@@ -82,13 +91,17 @@ def describe(fact: Fact, context: AnswerContext) -> str | None:
 def _caution(fact: Fact, proposal: Proposal) -> str | None:
     value = fact["value"]
     verdict = value.get("verdict")
-    if fact["kind"] != "claim_assessment" or verdict not in ("needs_evidence", "implausible"):
+    if fact["kind"] != "claim_assessment" or verdict == "plausible":
         return None
     if proposal["subject"] != f"order:{value['order_id']}":
         return None
-    why = "; ".join(value.get("reasons") or []) or "no reason given"
-    return f"claim_{verdict}: the claims team assessed the claim on order {value['order_id']} " \
-           f"as {verdict.replace('_', ' ')} ({why})"
+    if verdict is None:
+        return (f"claim_unassessed: the claim on order {value['order_id']} could not be "
+                f"assessed; a human decides")
+    said = "; ".join(f'"{r}"' for r in value.get("reasons") or []) or "no reason given"
+    return (f"claim_{verdict}: the claims team assessed the claim on order {value['order_id']} "
+            f"as {verdict.replace('_', ' ')} (the team's own words, from the customer's "
+            f"message: {said})")
 
 
 def _unassessed(step: PlanStep) -> tuple[str, str, BaseModel]:

@@ -1,7 +1,8 @@
 """Drafters: another agent words the answer; the output guard decides whether its words stand.
 
 The responder composes the answer from this request's facts (a template). A drafter, if one is
-configured (`DRAFTERS` in an extension module), words those statements for the customer; the
+configured (`DRAFTERS` in an extension module), words the statements of read-only workers for
+the customer; the
 output guard checks its text as a whole exactly as it checks the template's (grounding, personal
 data, no claims the facts do not prove) and that it leaves out none of the values the
 statements state. Text that fails any check is not used: the template's statements stand, and
@@ -11,8 +12,11 @@ reworded: they follow the drafter's text as they are.
 `remote_drafter(...)` reaches a drafting graph served elsewhere (a CrewAI crew in its own
 environment) as a governed dependency: its own breaker, timeout, bulkhead and budget, what is
 left of the request's deadline, an idempotency key. It sends `{"step", "request": {"text",
-"turn"}, "known", "template": {"statements", "notices"}, "idempotency_key"}` and reads
-`{"status": "done" | "degraded", "text", "note"}`.
+"turn"}, "template": {"statements", "notices"}, "idempotency_key"}` and reads `{"status": "done"
+| "degraded", "text", "note"}`. The drafter sees no more than the customer will: the statements
+it may word (already checked; not those of what was done, offered or advised, `Draft.fixed`,
+which follow its text in our words), our notices, and the customer's words with personal data
+taken out; not the facts themselves.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ _MAX_TEXT = 4000
 DraftFn = Callable[[InterlockState, Draft, Runtime[InterlockContext], list[Event]],
                    Awaitable[Wording]]
 """`(state, draft, runtime, events)` -> the wording; raises `WordingFailed` (events: the
-governor's, appended)."""
+governor's, appended). The responder gives it the state with the request's text redacted."""
 
 
 class WordingFailed(Exception):
@@ -61,14 +65,6 @@ class Drafter:
     name: str
     description: str
     build: Callable[[Toolbox], DraftFn]
-
-
-def _turn_facts(state: InterlockState) -> dict[str, Any]:
-    turn = state["request"]["turn"]
-    facts = state.get("facts", {})
-    return {fid: {k: facts[fid][k] for k in ("kind", "subject", "value")}
-            for r in state.get("results", {}).values() if r["step_id"].startswith(f"t{turn}.")
-            for fid in r["fact_ids"] if fid in facts}
 
 
 def remote_drafter(*, name: str, graph_id: str, description: str,
@@ -95,8 +91,8 @@ def remote_drafter(*, name: str, graph_id: str, description: str,
             payload: dict[str, Any] = {
                 "step": {"id": step_id, "worker": name},
                 "request": {"text": request["text"], "turn": request["turn"]},
-                "known": _turn_facts(state),
-                "template": {"statements": list(template["statements"]),
+                "template": {"statements": [s for s in template["statements"]
+                                            if s not in template.get("fixed", [])],
                              "notices": list(template["notices"])}}
             origin = request.get("origin") or request["message_id"]
             asked = json.dumps(payload, sort_keys=True, default=str)

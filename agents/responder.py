@@ -7,8 +7,8 @@ the output guard checks that anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
@@ -26,7 +26,7 @@ from graphs.core.state import (
     StepResult,
 )
 
-__all__ = ["compose", "make_responder"]
+__all__ = ["compose", "make_responder", "wordable"]
 
 
 def _what_we_do(workers: Sequence[WorkerSpec]) -> str:
@@ -46,6 +46,7 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
     if status in ("refused", "failed") and error and not plan:
         return Draft(statements=[], notices=[error["message"]]), status
     lines: list[str] = []
+    fixed: list[str] = []
     notices: list[str] = []
     results: dict[str, StepResult] = state.get("results", {})
     facts: dict[str, Fact] = state.get("facts", {})
@@ -75,6 +76,8 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
             if fact is not None and writer is not None and writer.describe is not None and (
                     line := writer.describe(fact, context)):
                 lines.append(line)
+                if writer.side_effects or writer.caution is not None:
+                    fixed.append(line)  # what was done, offered or advised: in our words
     if "unsupported" in intents:
         request = state.get("request")
         asks = unsupported_asks(request["text"] if request else "") or ["do that"]
@@ -99,23 +102,37 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
         status = "failed" if all_failed else ("refused" if refused_effect else "completed")
     if not lines and not notices:
         notices.append(ask_for_order)
-    return Draft(statements=lines, notices=notices), status
+    draft = Draft(statements=lines, notices=notices)
+    if fixed:
+        draft["fixed"] = fixed
+    return draft, status
 
 
-def make_responder(workers: Sequence[WorkerSpec], drafter: DraftFn | None = None) -> Any:
+def wordable(draft: Draft) -> list[str]:
+    """The statements a drafter may word: all but the `fixed` ones (said in our words)."""
+    fixed = draft.get("fixed", [])
+    return [s for s in draft["statements"] if s not in fixed]
+
+
+def make_responder(workers: Sequence[WorkerSpec], drafter: DraftFn | None = None, *,
+                   redact: Callable[[str], str] = lambda text: text) -> Any:
     """The responder node: writes the draft answer and the final status.
 
-    With a `drafter`, the statements are also sent to be worded (`agents.drafter`); the output
-    guard decides whether its wording or the statements make the answer.
+    With a `drafter`, the statements are also sent to be worded (`agents.drafter`), with the
+    customer's words passed through `redact` (the output guard's) first; the output guard
+    decides whether its wording or the statements make the answer.
     """
 
     async def responder(state: InterlockState, runtime: Runtime[InterlockContext]
                         ) -> dict[str, Any]:
         draft, status = compose(state, workers)
         events: list[Event] = []
-        if drafter is not None and draft["statements"]:
+        if drafter is not None and wordable(draft):
+            request = state["request"]
+            shown = cast(InterlockState, {**state, "request": {
+                **request, "text": redact(request["text"])}})
             try:
-                draft["wording"] = await drafter(state, draft, runtime, events)
+                draft["wording"] = await drafter(shown, draft, runtime, events)
             except WordingFailed as exc:
                 draft["wording_error"] = exc.reason
         update: dict[str, Any] = {"draft_answer": draft, "status": status}

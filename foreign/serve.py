@@ -15,14 +15,19 @@ environment that has `langgraph`, `starlette` and `uvicorn` serves its graph wit
   The caller's `x-interlock-*` and `Idempotency-Key` headers reach the graph in
   `config["configurable"]` (as the server's `configurable_headers` would put them), and
   `x-interlock-deadline-ms` bounds the run (504 past it).
-- `--deny-network`: every connection to a host other than loopback is refused and counted
-  (`GET /info` reports `denied_connections`): telemetry and downloads, proven off.
+- `--deny-network`: every connection, datagram and name lookup beyond loopback is refused and
+  counted (`GET /info` reports `denied_connections`): telemetry and downloads, proven off.
+  It is a guard in the process (Python's socket module, asyncio's loop), not a sandbox: native
+  code that opens sockets itself is not seen.
+- It binds to loopback by default and has no authentication: an internal service, as a remote
+  worker's server is; put it behind your own gateway to serve it further.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import importlib
 import importlib.util
 import ipaddress
@@ -78,23 +83,50 @@ def _loopback(address: Any) -> bool:
 
 
 def deny_network() -> None:
-    """Refuse (and count) every connection and name lookup beyond loopback, from now on."""
-    connect, lookup = socket.socket.connect, socket.getaddrinfo
+    """Refuse (and count) every connection, datagram and name lookup beyond loopback.
+
+    Patches the socket module (connect, connect_ex, sendto, getaddrinfo); the server then runs
+    on asyncio's own event loop (not uvloop, whose C code would go round the patches), so every
+    connection Python code makes passes here.
+    """
+    connect, connect_ex, sendto = (socket.socket.connect, socket.socket.connect_ex,
+                                   socket.socket.sendto)
+    lookup = socket.getaddrinfo
+
+    def outside(sock: socket.socket, address: Any) -> bool:
+        return sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address)
+
+    def refuse(what: str, address: Any) -> ConnectionRefusedError:
+        _denied.append(f"{what} {address[0]}:{address[1]}")
+        return ConnectionRefusedError(f"network denied: {address[0]}")
 
     def guarded_connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
-            _denied.append(f"connect {address[0]}:{address[1]}")
-            raise ConnectionRefusedError(f"network denied: {address[0]}")
+        if outside(self, address):
+            raise refuse("connect", address)
         return connect(self, address)
+
+    def guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+        if outside(self, address):
+            refuse("connect", address)
+            return errno.ECONNREFUSED
+        return connect_ex(self, address)
+
+    def guarded_sendto(self: socket.socket, data: Any, *args: Any) -> Any:
+        address = args[-1]
+        if outside(self, address):
+            raise refuse("sendto", address)
+        return sendto(self, data, *args)
 
     def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
-        if name is not None and not _loopback(name) and name not in ("localhost",):
+        if name is not None and not _loopback(name):
             _denied.append(f"lookup {name}")
             raise socket.gaierror(socket.EAI_NONAME, f"network denied: {name}")
         return lookup(host, *args, **kwargs)
 
     socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
+    socket.socket.sendto = guarded_sendto  # type: ignore[method-assign]
     socket.getaddrinfo = guarded_lookup
 
 
@@ -114,9 +146,14 @@ def build_app(graph: Any, graph_id: str) -> Starlette:
                               "name": graph_id, "config": {}, "metadata": {}}])
 
     async def wait(request: Request) -> JSONResponse:
-        raw = await request.body()
-        if len(raw) > _MAX_BODY:
-            return JSONResponse({"detail": "body too large"}, status_code=413)
+        too_large = JSONResponse({"detail": "body too large"}, status_code=413)
+        if int(request.headers.get("content-length") or 0) > _MAX_BODY:
+            return too_large
+        raw = b""
+        async for chunk in request.stream():  # a chunked body is counted as it comes
+            raw += chunk
+            if len(raw) > _MAX_BODY:
+                return too_large
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -170,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     print(f"serving {args.graph_id} on http://{args.host}:{sock.getsockname()[1]}", flush=True)
-    uvicorn.run(build_app(graph, args.graph_id), fd=sock.fileno(), log_level="warning")
+    # asyncio's loop and h11: pure Python, so --deny-network sees every connection.
+    uvicorn.run(build_app(graph, args.graph_id), fd=sock.fileno(), log_level="warning",
+                loop="asyncio", http="h11")
 
 
 if __name__ == "__main__":

@@ -97,8 +97,14 @@ def _stale_steps(state: InterlockState, produces: Produces, settings: Settings,
     return stale
 
 
-def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any:
-    """The supervisor node."""
+def make_supervisor(settings: Settings, clock: Clock, produces: Produces,
+                    advisors: Mapping[str, Collection[str]] | None = None) -> Any:
+    """The supervisor node.
+
+    `advisors`: for each side-effecting worker, the workers whose facts advise it
+    (`WorkerSpec.caution`); what they said about a step's order in this thread goes with it.
+    """
+    advice_of = advisors or {}
 
     async def supervisor(state: InterlockState, runtime: Runtime[InterlockContext]
                          ) -> Command[Any]:
@@ -167,7 +173,9 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
         if not ready:
             return Command(goto="responder", update=update)
         known = state.get("facts", {})
-        sends = [Send(step["worker"], _input(step, request, results, known)) for step in ready]
+        sends = [Send(step["worker"], _input(step, request, results, known,
+                                             advice_of.get(step["worker"], ())))
+                 for step in ready]
         update["dispatched"] = dispatched + [s["id"] for s in ready if s["id"] not in dispatched]
         return Command(goto=sends, update=update)
 
@@ -175,13 +183,22 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces) -> Any
 
 
 def _input(step: PlanStep, request: RequestInfo, results: Mapping[str, StepResult],
-           known: Mapping[str, Fact]) -> WorkerInput:
-    """What a worker is sent for a step: the step, and what its dependencies established."""
+           known: Mapping[str, Fact], advisors: Collection[str] = ()) -> WorkerInput:
+    """What a worker is sent for a step: the step, and what its dependencies established.
+
+    A step its advisors advise also gets what they said about its order in this thread, in
+    any turn (`advice`: a doubt raised before an offer still stands when it is accepted), and
+    the advising steps of this plan that established nothing (`unadvised`).
+    """
     sent = WorkerInput(step=step, request=request,
                        facts=dependency_facts(step, results, known))
+    if advisors and step["order_id"] is not None and (advice := {
+            fid: fact for fid, fact in known.items() if fact["worker"] in advisors
+            and fact["subject"] == str(step["order_id"])}):
+        sent["advice"] = advice
     if unadvised := [f"{d} ({results[d]['worker']}) {results[d]['status']}"
                      for d in step.get("advised_by", [])
-                     if d in results and results[d]["status"] in ("failed", "skipped", "refused")]:
+                     if d in results and not results[d]["fact_ids"]]:
         sent["unadvised"] = unadvised
     return sent
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, MutableMapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ QUIET = {"CREWAI_DISABLE_TELEMETRY": "true", "OTEL_SDK_DISABLED": "true",
           "DO_NOT_TRACK": "1", "LITELLM_TELEMETRY": "False", "HF_HUB_OFFLINE": "1"}
 _FACTS = re.compile(r"checked facts[^\n]*\n((?:- [^\n]*\n?)+)", re.IGNORECASE)
 _ORDER = re.compile(r"\border (\d{4,})")
+_SERVING = re.compile(r"^serving \S+ on (http://\S+)$", re.MULTILINE)
 
 Scope = MutableMapping[str, Any]
 
@@ -167,7 +168,7 @@ class ForeignServer:
         """Kill it (a remote worker that is down)."""
         if self.process.poll() is None:
             self.process.kill()
-            self.process.wait(timeout=10)
+        self.process.wait(timeout=10)
 
     def denied(self) -> list[str]:
         """Connections beyond loopback it tried (and was refused): telemetry, downloads."""
@@ -211,8 +212,14 @@ async def _uvicorn(app: Any) -> tuple[Any, asyncio.Task[None], str]:
     return server, task, f"http://{host}:{port}"
 
 
-def start_server(name: str, home: Path, gateway_url: str, key: str) -> ForeignServer:
-    """Start one foreign worker's server in its own environment; its URL once it answers."""
+def start_server(name: str, home: Path, gateway_url: str, key: str,
+                 launched: list[subprocess.Popen[bytes]] | None = None,
+                 timeout_s: float = 90.0) -> ForeignServer:
+    """Start one foreign worker's server in its own environment; its URL once it answers.
+
+    Its output goes to `<home>/<name>/server.log`. `launched` gets the process as soon as it
+    exists, so a caller cancelled while this waits can still stop it.
+    """
     venv, target = ENVIRONMENTS[name]
     python = ROOT / venv / "bin" / "python"
     if not python.exists():
@@ -222,29 +229,30 @@ def start_server(name: str, home: Path, gateway_url: str, key: str) -> ForeignSe
     private.mkdir(parents=True, exist_ok=True)
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(private), "LANG": "C.UTF-8",
            "TMPDIR": str(private), "INTERLOCK_GATEWAY_URL": gateway_url,
-           "INTERLOCK_GATEWAY_KEY": key, "NO_PROXY": "127.0.0.1,localhost", **QUIET}
+           "INTERLOCK_GATEWAY_KEY": key, "NO_PROXY": "127.0.0.1,localhost",
+           "PYTHONUNBUFFERED": "1", **QUIET}
     log = private / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [str(python), str(ROOT / "foreign" / "serve.py"), str(ROOT / target),
              "--graph-id", name, "--port", "0", "--deny-network"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=out, stdin=subprocess.DEVNULL)
-    assert process.stdout is not None
-    first = process.stdout.readline().decode().strip()  # "serving NAME on URL"
-    if not first.startswith("serving "):
-        process.kill()
-        raise ConfigError(f"the {name} server did not start: {log.read_text()[-2000:]}",
-                          variable="INTERLOCK_EXTENSIONS")
-    url = first.rsplit(" ", 1)[-1]
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if launched is not None:
+        launched.append(process)
+    server = ForeignServer(name=name, url="", process=process, log=log)
     began = time.monotonic()
-    while time.monotonic() - began < 60:
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                return ForeignServer(name=name, url=url, process=process, log=log)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise ConfigError(f"the {name} server did not answer: {log.read_text()[-2000:]}",
+    while time.monotonic() - began < timeout_s and process.poll() is None:
+        if not server.url and (said := _SERVING.search(log.read_text(errors="replace"))):
+            server.url = said.group(1)
+        if server.url:
+            try:
+                if httpx.get(f"{server.url}/ok", timeout=2).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    server.stop()
+    raise ConfigError(f"the {name} server did not start: {log.read_text()[-2000:]}",
                       variable="INTERLOCK_EXTENSIONS")
 
 
@@ -255,33 +263,47 @@ async def foreign_stack(settings: Settings, *, model: ScriptedModel | None = Non
     """Start the scripted model, the gateway and the foreign servers; stop them after.
 
     The gateway's model is the scripted one, with `settings`' policy for the `model`
-    dependency; its key file lives in a home of its own.
+    dependency; its key file lives in a home of its own. Whatever was started is stopped,
+    whether the block ends, raises or is cancelled.
     """
     model = model or ScriptedModel()
-    with tempfile.TemporaryDirectory(prefix="interlock-foreign-") as scratch:
+    launched: list[subprocess.Popen[bytes]] = []
+    async with AsyncExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="interlock-foreign-"))
         home = home or Path(scratch)
-        model_server, model_task, model_url = await _uvicorn(model)
+        model_url = await stack.enter_async_context(_serving(model))
         gateway_settings = replace(settings, home=home / "gateway", model="openai:scripted",
                                    openai_base_url=f"{model_url}/v1",
                                    openai_api_key="scripted", api_keys_file=None)
         gateway_settings.home.mkdir(parents=True, exist_ok=True)
         _, key = add_key(gateway_settings.api_keys_path, STAFF, label="foreign agents")
         gateway = Gateway(gateway_settings)
-        gw_server, gw_task, gw_url = await _uvicorn(gateway)
-        servers: dict[str, ForeignServer] = {}
-        try:
-            started = await asyncio.gather(*(asyncio.to_thread(
-                start_server, name, home, f"{gw_url}/v1", key) for name in workers),
-                return_exceptions=True)
-            servers = {s.name: s for s in started if isinstance(s, ForeignServer)}
-            if failed := [s for s in started if isinstance(s, BaseException)]:
-                raise failed[0]
-            yield ForeignStack(model=model, model_url=f"{model_url}/v1", gateway=gateway,
-                               gateway_url=f"{gw_url}/v1", key=key, servers=servers)
-        finally:
-            for server in servers.values():
-                server.stop()
-            for uv, task in ((gw_server, gw_task), (model_server, model_task)):
-                uv.should_exit = True
-                await task
-            await gateway.aclose()
+        stack.push_async_callback(gateway.aclose)
+        gw_url = await stack.enter_async_context(_serving(gateway))
+        stack.callback(_stop_all, launched)
+        started = await asyncio.gather(*(asyncio.to_thread(
+            start_server, name, home, f"{gw_url}/v1", key, launched) for name in workers),
+            return_exceptions=True)
+        if failed := [s for s in started if isinstance(s, BaseException)]:
+            raise failed[0]
+        servers = {s.name: s for s in started if isinstance(s, ForeignServer)}
+        yield ForeignStack(model=model, model_url=f"{model_url}/v1", gateway=gateway,
+                           gateway_url=f"{gw_url}/v1", key=key, servers=servers)
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+@asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port for the block; yields its base URL."""
+    server, task, url = await _uvicorn(app)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await task

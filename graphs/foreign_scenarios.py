@@ -71,9 +71,10 @@ SCENES = [
     _Scene("The crew's model is throttled: the gateway refuses after its own attempts, the "
            "template answers", STAFF, "Where is order 1042 now?",
            _set(throttled=("writer", "editor"))),
-    _Scene("The claims team is down: its step degrades, the refund is decided as without it",
-           _CUSTOMER_6, "Order 1034 arrived with the keycap set missing. Please refund $7.",
-           _set(stop="claims")),
+    _Scene("The claims team is down: its step degrades, the rest of the plan carries on, and "
+           "the claim it could not assess goes to a human", _CUSTOMER_6,
+           "Order 1034 arrived with the keycap set missing. Please refund $7.",
+           _set(stop="claims"), approve=False),
 ]
 
 
@@ -102,9 +103,11 @@ async def play_foreign(settings: Settings) -> int:
                 result = await app.run(scene.message, actor=scene.actor)
                 shown = transcript(result)
                 if result.status == "awaiting_approval" and scene.approve is not None:
-                    print(f"  staff> interlock resume {result.thread_id} --approve")
+                    verb = "--approve" if scene.approve else "--reject"
+                    print(f"  staff> interlock resume {result.thread_id} {verb}")
                     result = await app.resume(result.thread_id, approve=scene.approve,
-                                              note="photos received and checked")
+                                              note="photos received and checked"
+                                              if scene.approve else "asked for photos first")
                     transcript(result, shown, plan=False)
                 paid(app, result)
                 calls = {k: v - before.get(k, 0) for k, v in stack.model.calls.items()
@@ -245,8 +248,9 @@ async def run_foreign_chaos(settings: Settings, scenario: str, *, requests: int 
                                                     str(settings.home / "chaos-crew"))
     else:
         async with foreign_stack(base, workers=()) as stack:
-            server = start_server("claims", settings.home / "chaos-remote", stack.gateway_url,
-                            stack.key)
+            server = await asyncio.to_thread(start_server, "claims",
+                                             settings.home / "chaos-remote",
+                                             stack.gateway_url, stack.key)
             server.stop()  # killed: nothing listens there now
             report.native = await _native_remote(server.url, requests)
     return report

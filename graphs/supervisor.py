@@ -220,7 +220,9 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
                                              redact=lambda text: redact(text)[0]),
                      metadata={"kind": "planner"}, destinations=(first_plan,))
     produces = {w.name: w.produces for w in workers}
-    builder.add_node("supervisor", make_supervisor(settings, clock, produces),
+    advisors = {w.name: [a.name for a in workers if w.name in a.advises] for w in workers
+                if w.side_effects}
+    builder.add_node("supervisor", make_supervisor(settings, clock, produces, advisors),
                      destinations=(*by_name, "responder"))
     for spec in workers:
         deps = deps_of(spec)
@@ -240,7 +242,8 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
         "facts", make_fact_guard(clock, {w.name: w.owns for w in workers})),
         metadata={"kind": "guard", "guard": "facts"})
     drafter = settings.drafters[-1].build(toolbox) if settings.drafters else None
-    builder.add_node("responder", make_responder(workers, drafter))
+    builder.add_node("responder", make_responder(workers, drafter,
+                                                 redact=lambda text: redact(text)[0]))
     builder.add_edge(START, places["request"][0].node)
     builder.add_conditional_edges("fact_guard", make_after_facts(settings, clock, produces),
                                   ["supervisor", "responder"])

@@ -8,7 +8,8 @@ after a human decided. For a proposal:
 - above `INTERLOCK_AUTO_APPROVE_CENTS`, or with what was already done or asked for on its
   subject (the order) or for its principal (the customer) in the approval window above its
   limit, or the same amount on the same subject again within the duplicate window, or no
-  amount stated -> `interrupt()` for a human (support staff only); the interrupt lives in
+  amount stated, or another effect on the subject already waiting for a human ->
+  `interrupt()` for a human (support staff only); the interrupt lives in
   the checkpoint, so it survives a restart and resumes right here;
 - a proposal an advising worker's fact cautions against (`Caution`: a claims team that doubts
   the claim) -> a human, like a limit; an advisor can only add caution, never allow what the
@@ -113,6 +114,10 @@ def limit_reasons(p: Proposal, exposure: Exposure, settings: GuardSettings) -> l
         reasons.append(f"customer_limit: {earlier} above the "
                        f"{money(settings.auto_approve_customer_cents, cur)} allowed in "
                        f"{window} without a human")
+    if exposure.awaiting:
+        first = exposure.awaiting[0]
+        reasons.append(f"awaiting_review: another effect on {subject} waits for a human "
+                       f"(asked at {first['at'][:16]}); this one waits for one too")
     if settings.duplicate_window_s > 0:
         since = requested - timedelta(seconds=settings.duplicate_window_s)
         twins = [f"{r['id']} at {r['at'][:16]}" for r in external
@@ -139,7 +144,8 @@ def caution_reasons(p: Proposal, facts: Mapping[str, Any], advisors: Sequence[Ad
     """Why advisors' facts send this proposal to a human, by fact id (empty: none cautions).
 
     Only facts the fact guard accepted from the advisor itself count (`facts`: what the step
-    was given from the steps it waited for).
+    was given from the steps it waited for, and what its advisors said about its order earlier
+    in the thread).
     """
     reasons: dict[str, str] = {}
     for advisor in advisors:
@@ -300,7 +306,8 @@ def make_approval_guard(settings: GuardSettings, clock: Clock, toolbox: Toolbox,
                 decision="refuse", reasons=reasons, approver=None, escalated=False,
                 decided_at=iso(clock.now()))
         else:
-            cautions = caution_reasons(proposal, state.get("facts", {}), advisors)
+            cautions = caution_reasons(
+                proposal, {**state.get("advice", {}), **state.get("facts", {})}, advisors)
             unadvised = [f"caution: no_advice: {u}; the advice this effect waits for is "
                          f"missing, so a human decides" for u in state.get("unadvised", [])]
             exposure, label = await toolbox.effects.propose(

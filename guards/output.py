@@ -9,15 +9,19 @@
   request's facts do not prove.
 A sentence that fails is removed, and the verdict says which and why.
 
-A drafter's wording (`agents.drafter`: a crew that words the statements) is checked as a whole
-by the same rules, plus two of its own: it states every value the statements state (nothing
-the customer must know is left out), and it carries no personal data. It stands only if every
-check passes; otherwise the statements stand, and a verdict of its own says why.
+A drafter's wording (`agents.drafter`: a crew that words the statements of read-only workers;
+what was done, offered or advised is said in our words, `Draft.fixed`) is checked as a whole by
+the same rules, plus its own (`check_wording`): it states every value the statements state
+(nothing the customer must know is left out), and no number, promise word or time word the
+statements do not; no personal data, no hidden characters. It stands only if every check
+passes; otherwise the statements stand, and a verdict of its own says why.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,7 +33,7 @@ from graphs.core.state import Draft, Fact, InterlockState, Verdict
 from guards.stages import Check, GuardStage, StageResult
 
 __all__ = ["OUTPUT", "check_answer", "check_statement", "check_wording", "make_output_guard",
-           "redact"]
+           "normalized_wording", "redact"]
 
 GUARD = "output"
 # Every pattern starts only at a token's edge (a lookbehind), so a long token costs one pass,
@@ -152,21 +156,63 @@ def check_answer(draft: Draft, facts: Sequence[Fact], grounds: Sequence[Ground] 
     return "\n".join(lines), problems
 
 
-def check_wording(wording: str, draft: Draft, facts: Sequence[Fact],
-                  grounds: Sequence[Ground] = (), claims: Sequence[Claim] = ()) -> list[str]:
-    """Why a drafter's wording of `draft` may not be the answer (empty: it may).
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_PROMISES = re.compile(
+    r"\b(?:refund\w*|reimburs\w*|money\s+back|credit\w*|voucher\w*|coupon\w*|discount\w*"
+    r"|compensat\w*|replace\w*|approv\w*|cancel\w*|free|gift\w*|waiv\w*|guarantee\w*"
+    r"|promise\w*|back\s+to\s+your|(?:we|i)\s*(?:will|'ll|\u2019ll|shall)|on\s+(?:its|the)\s+"
+    r"way\s+back)\b", re.IGNORECASE)
+_WHEN = re.compile(
+    r"\b(?:today|tonight|tomorrow|yesterday|monday|tuesday|wednesday|thursday|friday|saturday"
+    r"|sunday|january|february|march|april|may|june|july|august|september|october|november"
+    r"|december|next\s+week|this\s+week|within|by\s+the\s+end|asap|immediately|shortly"
+    r"|soon)\b", re.IGNORECASE)
 
-    Every sentence must pass `check_statement`; every value the statements state (an order
-    number, an amount, a tracking number) must be stated; no personal data may appear.
+
+def _said(pattern: re.Pattern[str], text: str) -> Counter[str]:
+    return Counter(" ".join(m.group(0).lower().split()) for m in pattern.finditer(text))
+
+
+def check_wording(wording: str, statements: Sequence[str], facts: Sequence[Fact],
+                  grounds: Sequence[Ground] = (), claims: Sequence[Claim] = ()) -> list[str]:
+    """Why a drafter's wording of `statements` may not be the answer (empty: it may).
+
+    It must pass `check_statement` as a whole; state every value the statements state (an
+    order number, an amount, a tracking number); carry no personal data and no hidden
+    characters; and state no number, no promise word (refund, credit, voucher, replacement,
+    "we will", ...) and no time word (tomorrow, Friday, soon, ...) more often than the
+    statements do. `wording` is read as `normalized_wording` gives it.
     """
-    _, problems = check_statement(wording, facts, grounds, claims)
+    problems: list[str] = []
+    if hidden := sorted({f"U+{ord(c):04X}" for c in wording
+                         if unicodedata.category(c) in ("Cf", "Co", "Cs")
+                         or (unicodedata.category(c) == "Cc" and c not in "\n\t")}):
+        problems.append(f"hidden_characters: {', '.join(hidden[:3])}")
+    text = normalized_wording(wording)
+    source = " ".join(statements)
+    _, found = check_statement(text, facts, grounds, claims)
+    problems.extend(found)
     for ground in grounds:
-        said = set(ground.stated(wording))
-        needed = {v for s in draft["statements"] for v in ground.stated(s)}
+        said = set(ground.stated(text))
+        needed = {v for st in statements for v in ground.stated(st)}
         problems.extend(f"omitted_{ground.name}: {v}" for v in sorted(needed - said))
-    _, pii = redact(wording, keep=_kept(facts, grounds))
+    known_numbers = set(_NUMBER.findall(source))
+    problems.extend(f"unbacked_number: {n}" for n in dict.fromkeys(_NUMBER.findall(text))
+                    if n not in known_numbers)
+    for name, pattern in (("promise", _PROMISES), ("time", _WHEN)):
+        allowed = _said(pattern, source)
+        problems.extend(f"unbacked_{name}: {word!r}" for word, n in _said(pattern, text).items()
+                        if n > allowed[word])
+    _, pii = redact(text, keep=_kept(facts, grounds))
     problems.extend(f"personal_data: {p}" for p in pii)
     return problems
+
+
+def normalized_wording(wording: str) -> str:
+    """A drafter's text as it is checked and shown: NFKC, without invisible characters."""
+    text = unicodedata.normalize("NFKC", wording)
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Co", "Cs")
+                   and (unicodedata.category(c) != "Cc" or c in "\n\t")).strip()
 
 
 def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
@@ -189,19 +235,26 @@ def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
         verdicts: list[Verdict] = []
         worded = draft.get("wording")
         used: str | None = None
+        fixed = draft.get("fixed", [])
         if worded is not None:
-            refused = check_wording(worded["text"], draft, facts, unique, claimed)
+            refused = check_wording(worded["text"], [st for st in draft["statements"]
+                                                     if st not in fixed],
+                                    facts, unique, claimed)
             if refused:
                 verdicts.append(Verdict(
                     guard=GUARD, passed=False, action="refuse",
-                    reasons=[f"wording_refused: {worded['by']}'s wording was not used, the "
-                             f"statements stand: {p}" for p in refused],
+                    reasons=[f"wording_refused: {worded['by']}'s wording was not used; the "
+                             f"statements stand", *refused],
                     fact_ids=fact_ids, step_id=None, turn=turn, at=iso(clock.now())))
             else:
                 used = worded["by"]
         problems: list[str] = []
         if used is not None and worded is not None:
-            text = "\n".join([worded["text"], *draft["notices"]])
+            # Its words for what the read-only workers found; ours for what was done,
+            # offered or advised, checked as the template's are; then our notices.
+            kept, problems = check_answer(Draft(statements=fixed, notices=draft["notices"]),
+                                          facts, unique, claimed)
+            text = "\n".join(t for t in (normalized_wording(worded["text"]), kept) if t)
         else:
             text, problems = check_answer(draft, facts, unique, claimed)
         text, pii = redact(text or "I could not produce an answer backed by recorded facts.",

@@ -310,8 +310,11 @@ class Draft(TypedDict):
     """Statements drawn from facts; each must be backed by a fact of this request."""
     notices: list[str]
     """Messages of our own (errors, help, what could not be checked); redacted, not grounded."""
+    fixed: NotRequired[list[str]]
+    """Statements no drafter may reword (what was done, offered or advised): they follow its
+    wording as they are, as the notices do."""
     wording: NotRequired[Wording]
-    """The statements worded by a drafter, if one is configured and answered."""
+    """The other statements worded by a drafter, if one is configured and answered."""
     wording_error: NotRequired[str]
     """Why the drafter's wording is missing (unavailable, outside its contract)."""
 
@@ -561,7 +564,10 @@ class WorkerInput(TypedDict):
     mode: NotRequired[Literal["run", "reconcile"]]
     """`run` (default), or `reconcile`: settle an effect whose outcome was unknown."""
     unadvised: NotRequired[list[str]]
-    """The advising steps (`PlanStep.advised_by`) that did not complete, and how they ended."""
+    """The advising steps (`PlanStep.advised_by`) that established nothing, and how they
+    ended."""
+    advice: NotRequired[dict[str, Fact]]
+    """What the step's advisors said about its order in this thread (any turn)."""
 
 
 class WorkerState(WorkerInput):

@@ -17,6 +17,7 @@ import httpx
 
 from agents import claims, drafting
 from agents.registry import DEFAULT_WORKERS
+from graphs.core.actors import Actor
 from graphs.runner import Interlock, open_interlock
 from graphs.settings import Settings
 from tests.e2e.devserver import free_port
@@ -117,15 +118,43 @@ async def test_a_team_saying_approve_cannot_approve_a_refund_above_the_limit(
         assert any(r.startswith("caution: no_advice") for r in reasons) == (said == "approve")
 
 
-async def test_the_team_down_degrades_its_step_and_the_refund_is_decided_as_before(
-        settings: Settings) -> None:
+async def test_a_claim_that_could_not_be_assessed_goes_to_a_human(settings: Settings) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     async for app in _app(settings, urls={"claims": down}):
         result = await app.run(SMALL)
-    assert result.status == "completed", result.answer
+    assert result.status == "awaiting_approval", result.answer
     assert result.degraded == ["claims"]
-    assert "I could not assess your claim on order 1034 right now." in result.answer
-    assert [v["action"] for v in _gate(result)] == ["allow"]
+    reasons = (result.pending_approval or {})["reasons"]
+    assert any(r.startswith("caution: claim_unassessed") for r in reasons), reasons
+    silent = httpx.Response(200, json={"status": "degraded", "facts": [],
+                                       "note": "the team gave no verdict"})
+    async for app in _app(settings, claims_answers=[silent]):
+        result = await app.run(SMALL)
+    assert result.status == "awaiting_approval", result.answer
+    reasons = (result.pending_approval or {})["reasons"]
+    assert any(r.startswith("caution: no_advice") for r in reasons), reasons
+
+
+async def test_a_doubt_stands_when_an_offer_is_accepted_later(settings: Settings) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    async for app in _app(settings, claims_answers=[assessed("implausible", order_id=1012)]):
+        offered = await app.run("Order 1012 arrived broken, please refund it", actor=customer)
+        assert "Reply" in offered.answer and offered.status == "completed", offered.answer
+        accepted = await app.run("yes", actor=customer, thread_id=offered.thread_id)
+    assert accepted.status == "awaiting_approval", accepted.answer
+    reasons = (accepted.pending_approval or {})["reasons"]
+    assert any(r.startswith("caution: claim_implausible") for r in reasons), reasons
+
+
+async def test_while_a_doubted_refund_waits_every_refund_on_the_order_waits(
+        settings: Settings) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    async for app in _app(settings, claims_answers=[assessed("implausible", order_id=1012)]):
+        doubted = await app.run("Order 1012 arrived broken, refund $10", actor=customer)
+        other = await app.run("Refund $9 on order 1012 please", actor=customer)  # new thread
+    assert doubted.status == "awaiting_approval" and other.status == "awaiting_approval"
+    reasons = (other.pending_approval or {})["reasons"]
+    assert any(r.startswith("awaiting_review: another effect on order 1012") for r in reasons)
 
 
 async def test_no_claim_no_team(settings: Settings) -> None:
@@ -142,12 +171,15 @@ async def test_the_crews_wording_stands_when_every_check_passes(settings: Settin
     async for app in _app(settings, drafts=[worded(
             "Thanks for reaching out! Order 1034 ($378.00) was delivered.")],
             seen=seen):
-        result = await app.run("What is the status of order 1034?")
+        result = await app.run("What is the status of order 1034? Mail me: jane@example.com")
     assert result.answer.startswith("Thanks for reaching out!"), result.answer
     [output] = [v for v in result.verdicts if v["guard"] == "output"]
     assert "worded_by: drafting" in output["reasons"]
-    template = json.loads(seen[0].content)["input"]["template"]
-    assert any("1034" in s for s in template["statements"])
+    sent = json.loads(seen[0].content)["input"]
+    assert any("1034" in s for s in sent["template"]["statements"])
+    # The crew sees no more than the customer will: no facts, no personal data.
+    assert "known" not in sent and "jane@example.com" not in seen[0].content.decode()
+    assert sent["request"]["text"].startswith("What is the status of order 1034?")
 
 
 async def test_a_draft_the_output_guard_refuses_falls_back_to_the_template(
@@ -165,8 +197,7 @@ async def test_a_draft_the_output_guard_refuses_falls_back_to_the_template(
         [refused, final] = [v for v in result.verdicts if v["guard"] == "output"]
         assert refused["action"] == "refuse" and not refused["passed"]
         assert any(problem in r for r in refused["reasons"]), (problem, refused["reasons"])
-        assert all(r.startswith("wording_refused: drafting's wording") for r in
-                   refused["reasons"])
+        assert refused["reasons"][0].startswith("wording_refused: drafting's wording")
         assert final["passed"], final
 
 
@@ -210,3 +241,44 @@ async def test_a_model_plan_without_the_claims_step_gets_it(settings: Settings) 
     assert result.status == "awaiting_approval"
     assert any(r.startswith("caution: claim_implausible")
                for r in (result.pending_approval or {})["reasons"])
+
+
+PROMISES = [
+    "Order 1012 will be refunded $39.00 today.",
+    "Your refund of $39.00 on order 1012 is approved.",
+    "Order 1012 was delivered; your $39.00 for order 1012 is on its way back to your card.",
+    "Order 1012: $39.00 refunded.",
+    "Order 1012 was delivered. We have refun\u00added order 1012.",
+    "Order 1012 was delivered. We will send you a free replacement and a voucher.",
+    "Order 1012 was delivered. Here is a \uff0480.00 credit.",
+    "Order 1012 was delivered. Order no. 9999 ships tomorrow.",
+    "Order 1012 was delivered. 80 dollars back by Friday.",
+]
+
+
+async def test_the_crew_cannot_promise_or_drop_what_the_desk_offered(
+        settings: Settings) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    for text in PROMISES:
+        seen: list[httpx.Request] = []
+        async for app in _app(settings, drafts=[worded(text)], seen=seen):
+            result = await app.run("Can I get a refund on order 1012?", actor=customer)
+        template = json.loads(seen[0].content)["input"]["template"]
+        assert not any("Reply" in st or "refund" in st.lower()
+                       for st in template["statements"]), template  # the offer is ours
+        [refused, final] = [v for v in result.verdicts if v["guard"] == "output"]
+        assert refused["action"] == "refuse", (text, refused)
+        assert text not in result.answer and 'Reply "yes"' in result.answer, result.answer
+
+
+async def test_a_faithful_wording_of_an_offer_turn_stands_and_the_offer_follows_it(
+        settings: Settings) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, drafts=[], seen=seen):
+        plain = await app.run("Can I get a refund on order 1012?", actor=customer)
+    [order_line] = [ln for ln in plain.answer.splitlines() if ln.startswith("Order 1012")]
+    async for app in _app(settings, drafts=[worded(f"Hello! {order_line}")], seen=seen):
+        result = await app.run("Can I get a refund on order 1012?", actor=customer)
+    assert result.answer.startswith(f"Hello! {order_line}"), result.answer
+    assert 'Reply "yes"' in result.answer.splitlines()[1], result.answer

@@ -68,7 +68,24 @@ def test_only_doubt_from_the_advisor_itself_about_this_subject_cautions() -> Non
     for verdict in ("needs_evidence", "implausible"):
         [(fid, why)] = caution_reasons(_proposal(), {"c": _fact(verdict)}, advisors).items()
         assert fid == "c" and why.startswith(f"caution: claim_{verdict}") and "no photo" in why
-    for facts in ({"c": _fact("plausible")}, {"c": _fact(None)},
+        assert "the team's own words" in why  # what staff read is marked as the team's
+    [(_, why)] = caution_reasons(_proposal(), {"c": _fact(None)}, advisors).items()
+    assert why.startswith("caution: claim_unassessed")  # not assessed: a human decides
+    for facts in ({"c": _fact("plausible")},
                   {"c": _fact("needs_evidence", worker="orders")},
                   {"c": _fact("needs_evidence", order=1042)}):
         assert caution_reasons(_proposal(), facts, advisors) == {}
+
+
+def test_the_claims_rule_plans_a_check_for_claimed_refunds_only() -> None:
+    from agents.rules import rules_plan
+
+    workers = list(WORKERS.values())
+    for text in ("Order 1034 arrived in pieces, refund $5", "order 1034 is busted. refund $5",
+                 "Refund $5 on order 1034, the headphones stopped working",
+                 "The parcel for order 1034 was never received. Refund $5"):
+        plan = rules_plan(text, turn=1, workers=workers)
+        assert [s["worker"] for s in plan["steps"]].count("claims") == 1, text
+    for text in ("Refund $5 on order 1034 please", "Order 1034 arrived broken, where is it?"):
+        plan = rules_plan(text, turn=1, workers=workers)
+        assert "claims" not in [s["worker"] for s in plan["steps"]], text
