@@ -9,8 +9,7 @@ needs_evidence or implausible, with reasons. It may only add caution: the refund
 sends a refund to a human on `needs_evidence` or `implausible` (`Caution`), or when the claim
 could not be assessed (the team down, silent, or outside its contract), and nothing the team
 says can approve a refund the policy refuses or the limits send to a human. A doubt stands for
-the rest of the thread (a "yes" to an offer later is still decided with it), and while a refund
-on the order waits for a human, every other refund on it does too.
+the rest of the thread (a "yes" to an offer later is still decided with it).
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ after a human decided. For a proposal:
 - above `INTERLOCK_AUTO_APPROVE_CENTS`, or with what was already done or asked for on its
   subject (the order) or for its principal (the customer) in the approval window above its
   limit, or the same amount on the same subject again within the duplicate window, or no
-  amount stated, or another effect on the subject already waiting for a human ->
-  `interrupt()` for a human (support staff only); the interrupt lives in
+  amount stated -> `interrupt()` for a human (support staff only); the interrupt lives in
   the checkpoint, so it survives a restart and resumes right here;
 - a proposal an advising worker's fact cautions against (`Caution`: a claims team that doubts
   the claim) -> a human, like a limit; an advisor can only add caution, never allow what the
@@ -114,10 +113,6 @@ def limit_reasons(p: Proposal, exposure: Exposure, settings: GuardSettings) -> l
         reasons.append(f"customer_limit: {earlier} above the "
                        f"{money(settings.auto_approve_customer_cents, cur)} allowed in "
                        f"{window} without a human")
-    if exposure.awaiting:
-        first = exposure.awaiting[0]
-        reasons.append(f"awaiting_review: another effect on {subject} waits for a human "
-                       f"(asked at {first['at'][:16]}); this one waits for one too")
     if settings.duplicate_window_s > 0:
         since = requested - timedelta(seconds=settings.duplicate_window_s)
         twins = [f"{r['id']} at {r['at'][:16]}" for r in external

@@ -90,9 +90,6 @@ class Exposure:
     """The subject's other effects of the same impact in the duplicate window."""
     known_results: list[str] = field(default_factory=list)
     """Result ids (refund ids) of the subject's effects this journal knows were made."""
-    awaiting: list[dict[str, Any]] = field(default_factory=list)
-    """The subject's other effects in the window that wait for a human (escalated, not
-    decided yet): `key`, `at`, `step_id`."""
 
 
 class EffectJournal:
@@ -170,7 +167,6 @@ class EffectJournal:
         subject = principal = 0
         duplicates: list[dict[str, Any]] = []
         known: list[str] = []
-        awaiting: list[dict[str, Any]] = []
         for row in rows:
             at, impact = (parse_iso(row[13]) if row[13] else now), int(row[11] or 0)
             same_subject = row[9] == proposal.subject
@@ -184,10 +180,8 @@ class EffectJournal:
                     and at >= dup_since):
                 duplicates.append({"key": row[0], "at": iso(at), "outcome": row[6],
                                    "step_id": row[3]})
-            if same_subject and row[12] == "escalate" and row[6] is None:
-                awaiting.append({"key": row[0], "at": iso(at), "step_id": row[3]})
         return Exposure(subject_cents=subject, principal_cents=principal,
-                        duplicates=duplicates, known_results=known, awaiting=awaiting)
+                        duplicates=duplicates, known_results=known)
 
     def _propose(self, proposal: Proposal, window_s: float, duplicate_window_s: float,
                  decide: Callable[[Exposure], str]) -> tuple[Exposure, str]:

@@ -146,15 +146,18 @@ async def test_a_doubt_stands_when_an_offer_is_accepted_later(settings: Settings
     assert any(r.startswith("caution: claim_implausible") for r in reasons), reasons
 
 
-async def test_while_a_doubted_refund_waits_every_refund_on_the_order_waits(
-        settings: Settings) -> None:
+async def test_a_plain_refund_is_decided_by_the_policy_alone(settings: Settings) -> None:
+    # The team advises claims: a refund that claims nothing (in another thread, while a
+    # doubted one waits) is decided by the policy and the limits, as without the team; the
+    # pending $10 counts toward the limits.
     customer = Actor(kind="customer", customer_id=9)
-    async for app in _app(settings, claims_answers=[assessed("implausible", order_id=1012)]):
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, claims_answers=[assessed("implausible", order_id=1012)],
+                          seen=seen):
         doubted = await app.run("Order 1012 arrived broken, refund $10", actor=customer)
-        other = await app.run("Refund $9 on order 1012 please", actor=customer)  # new thread
-    assert doubted.status == "awaiting_approval" and other.status == "awaiting_approval"
-    reasons = (other.pending_approval or {})["reasons"]
-    assert any(r.startswith("awaiting_review: another effect on order 1012") for r in reasons)
+        plain = await app.run("Refund $9 on order 1012 please", actor=customer)
+    assert doubted.status == "awaiting_approval" and plain.status == "completed"
+    assert len(seen) == 1  # the team was asked about the claim only
 
 
 async def test_no_claim_no_team(settings: Settings) -> None:
