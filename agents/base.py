@@ -75,6 +75,9 @@ class WorkerDeps:
     """Store, dependency clients, governor, clock, settings."""
     guards: Mapping[str, Node] = field(default_factory=dict)
     """Guard nodes by name (the approval guard, for workers with side effects)."""
+    redact: Callable[[str], str] = field(default=lambda text: text)
+    """Takes personal data out of a text before it leaves for a model or another service
+    (the output guard's redaction; a remote worker sends the customer's words through it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

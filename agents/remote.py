@@ -11,11 +11,12 @@ declares both halves a team adds in one module (`INTERLOCK_EXTENSIONS`):
 The call is the Agent Protocol's stateless `POST /runs/wait` (the LangGraph server, Aegra)
 made with httpx, not `RemoteGraph`: langgraph_sdk's client retries on its own and takes no
 per-attempt timeout, and the governor must be the only retry layer. It sends the graph
-`{"step", "request": {"text", "turn"}, "known", "idempotency_key"}` (`known`: the facts of the
-steps it depends on; the key is the same for every attempt, resume and replay of one step and
-what it asks, so a remote graph with a side effect can make it once: the server does not
-deduplicate, the graph must) with headers `Idempotency-Key`, `x-interlock-deadline-ms`,
-`x-interlock-thread` and `x-interlock-step`, and reads from the run's final values
+`{"step", "request": {"text", "turn"}, "known", "idempotency_key"}` (`text`: the customer's
+words with personal data taken out; `known`: the facts of the steps it depends on; the key is
+the same for every attempt, resume and replay of one step and what it asks, so a remote graph
+with a side effect can make it once: the server does not deduplicate, the graph must) with
+headers `Idempotency-Key`, `x-interlock-deadline-ms`, `x-interlock-thread` and
+`x-interlock-step`, and reads from the run's final values
 `{"status": "done" | "degraded" | "not_found", "facts": [{"kind", "subject", "value",
 "source"}], "note"}`: facts about what the step asked only (`produces`), judged by the fact
 guard; the remote's `note` is never shown to anyone (only checked facts reach the answer). A
@@ -148,7 +149,7 @@ def remote_worker(*, name: str, graph_id: str, description: str,
             now = deps.toolbox.clock.now()
             payload: dict[str, Any] = {
                 "step": dict(step), "known": dict(state["facts"]),
-                "request": {"text": state["request"]["text"],
+                "request": {"text": deps.redact(state["request"]["text"]),
                             "turn": state["request"]["turn"]}}
             key = payload["idempotency_key"] = _idempotency_key(state, payload, name)
             try:

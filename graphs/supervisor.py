@@ -184,13 +184,14 @@ def build_graph(*, checkpointer: BaseCheckpointSaver[Any] | None = None,
     by_name = {w.name: w for w in workers}
     def deps_of(spec: WorkerSpec) -> WorkerDeps:
         if not spec.side_effects:
-            return WorkerDeps(toolbox=toolbox)
+            return WorkerDeps(toolbox=toolbox, redact=lambda text: redact(text)[0])
         if spec.effects is None:
             raise ValueError(f"worker {spec.name!r} has side effects: declare its EffectRules "
                              f"(`effects=`) for the approval gate")
         advisors = [Advisor(w.name, w.caution) for w in workers
                     if w.caution is not None and spec.name in w.caution.effects]
-        return WorkerDeps(toolbox=toolbox, guards={"approval": traced_guard(
+        return WorkerDeps(toolbox=toolbox, redact=lambda text: redact(text)[0],
+                          guards={"approval": traced_guard(
             "approval", make_approval_guard(settings, clock, toolbox, spec.effects,
                                             advisors))})
 

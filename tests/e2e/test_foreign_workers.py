@@ -95,6 +95,15 @@ async def test_a_claim_the_team_doubts_sends_a_small_refund_to_a_human(
     assert sent["request"]["text"] == SMALL and "order:1034" in sent["known"]
 
 
+async def test_the_team_gets_the_customers_words_without_personal_data(
+        settings: Settings) -> None:
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, claims_answers=[assessed("plausible")], seen=seen):
+        await app.run(SMALL + " Call me on 555-010-2103 or jane@example.com.")
+    said = json.loads(seen[0].content)["input"]["request"]["text"]
+    assert said.startswith(SMALL) and "555-010-2103" not in said and "jane@" not in said
+
+
 async def test_a_plausible_claim_changes_nothing(settings: Settings) -> None:
     async for app in _app(settings, claims_answers=[assessed("plausible")]):
         result = await app.run(SMALL)
