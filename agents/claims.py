@@ -15,6 +15,7 @@ the rest of the thread (a "yes" to an offer later is still decided with it).
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -46,11 +47,13 @@ class ClaimAssessment(BaseModel):
 _CLAIMED = re.compile(
     r"\b(?:damage[ds]?|broken|broke|cracked|smashed|shattered|dented|bent|scratched|chipped"
     r"|snapped|torn|ripped|crushed|busted|leak(?:ing|ed|s)?|defective|faulty|in pieces"
-    r"|(?:doesn'?t|does not|didn'?t|did not|won'?t|stopped) (?:work(?:ing)?|turn(?:ing)? on"
+    r"|(?:doesn'?t|does not|didn'?t|did not|won'?t|isn'?t|is not|stopped) (?:work(?:ing)?"
+    r"|turn(?:ing)? on"
     r"|power(?:ing)? on)"
     r"|not working|dead on arrival|missing|lost|stolen|incomplete"
     r"|never (?:arrived|came|got|received)|(?:not|wasn'?t|weren'?t) (?:received|delivered)"
-    r"|didn'?t (?:arrive|come|get|receive)|not in the (?:box|package|parcel)"
+    r"|(?:didn'?t|did not|never) (?:arrive|come|get|receive|show(?:ed)? up|turn(?:ed)? up)"
+    r"|not in the (?:box|package|parcel)|unusable|(?:was|were|came|arrived) empty"
     r"|wrong (?:item|size|colou?r|product)|empty (?:box|package|parcel)"
     r"|only (?:got|received) (?:one|\d+))\b", re.IGNORECASE)
 """What a damage or loss claim says (the rules planner's trigger; a model's plan gets the same)."""
@@ -61,7 +64,9 @@ def rule(ctx: RuleContext) -> None:
 
     The plan guard makes the refund wait for it.
     """
-    if not _CLAIMED.search(ctx.text):
+    # Typographic apostrophes and compatibility forms read as plain ones ("didn’t").
+    text = unicodedata.normalize("NFKC", ctx.text).replace("\u2019", "'").replace("\u2018", "'")
+    if not _CLAIMED.search(text):
         return
     for order_id in ctx.found.order_ids:
         if ctx.step_of("refunds", order_id) is None or ctx.step_of("claims", order_id):

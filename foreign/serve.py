@@ -15,10 +15,10 @@ environment that has `langgraph`, `starlette` and `uvicorn` serves its graph wit
   The caller's `x-interlock-*` and `Idempotency-Key` headers reach the graph in
   `config["configurable"]` (as the server's `configurable_headers` would put them), and
   `x-interlock-deadline-ms` bounds the run (504 past it).
-- `--deny-network`: every connection, datagram and name lookup beyond loopback is refused and
-  counted (`GET /info` reports `denied_connections`): telemetry and downloads, proven off.
-  It is a guard in the process (Python's socket module, asyncio's loop), not a sandbox: native
-  code that opens sockets itself is not seen.
+- `--deny-network`: connections, datagrams and name lookups beyond loopback made through
+  Python's socket module (asyncio's loop included) are refused and counted (`GET /info`
+  reports `denied_connections`): telemetry and downloads, proven off. It is a guard in the
+  process, not a sandbox: native code that opens sockets itself is not seen.
 - It binds to loopback by default and has no authentication: an internal service, as a remote
   worker's server is; put it behind your own gateway to serve it further.
 """
@@ -73,61 +73,75 @@ def load_graph(target: str) -> Any:
 
 
 def _loopback(address: Any) -> bool:
+    """Whether an address (a host, or a `(host, port, ...)` tuple) is this machine."""
     host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, bytes | bytearray):
+        host = bytes(host).decode(errors="replace")
     if not isinstance(host, str):
-        return True  # a Unix socket
+        return False
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return host == "localhost"
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool((mapped or ip).is_loopback)
 
 
 def deny_network() -> None:
-    """Refuse (and count) every connection, datagram and name lookup beyond loopback.
+    """Refuse (and count) connections, datagrams and name lookups beyond loopback.
 
-    Patches the socket module (connect, connect_ex, sendto, getaddrinfo); the server then runs
-    on asyncio's own event loop (not uvloop, whose C code would go round the patches), so every
-    connection Python code makes passes here.
+    Patches Python's socket module (connect, connect_ex, sendto, sendmsg, getaddrinfo,
+    gethostbyname(_ex), gethostbyaddr); the server then runs on asyncio's own event loop (not
+    uvloop, whose C code would go round the patches), so what Python code opens passes here.
+    It is a guard, not a sandbox: native code, or `_socket` used directly, is not seen.
     """
-    connect, connect_ex, sendto = (socket.socket.connect, socket.socket.connect_ex,
-                                   socket.socket.sendto)
-    lookup = socket.getaddrinfo
-
-    def outside(sock: socket.socket, address: Any) -> bool:
-        return sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address)
+    inet = (socket.AF_INET, socket.AF_INET6)
+    real = {name: getattr(socket.socket, name)
+            for name in ("connect", "connect_ex", "sendto", "sendmsg")}
+    lookups = {name: getattr(socket, name) for name in (
+        "getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr")}
 
     def refuse(what: str, address: Any) -> ConnectionRefusedError:
-        _denied.append(f"{what} {address[0]}:{address[1]}")
-        return ConnectionRefusedError(f"network denied: {address[0]}")
+        host = address[0] if isinstance(address, tuple) else address
+        _denied.append(f"{what} {host!s}:{address[1] if isinstance(address, tuple) else ''}")
+        return ConnectionRefusedError(f"network denied: {host!s}")
 
-    def guarded_connect(self: socket.socket, address: Any) -> Any:
-        if outside(self, address):
+    def connect(self: socket.socket, address: Any) -> Any:
+        if self.family in inet and not _loopback(address):
             raise refuse("connect", address)
-        return connect(self, address)
+        return real["connect"](self, address)
 
-    def guarded_connect_ex(self: socket.socket, address: Any) -> Any:
-        if outside(self, address):
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        if self.family in inet and not _loopback(address):
             refuse("connect", address)
             return errno.ECONNREFUSED
-        return connect_ex(self, address)
+        return real["connect_ex"](self, address)
 
-    def guarded_sendto(self: socket.socket, data: Any, *args: Any) -> Any:
-        address = args[-1]
-        if outside(self, address):
-            raise refuse("sendto", address)
-        return sendto(self, data, *args)
+    def sendto(self: socket.socket, data: Any, *args: Any) -> Any:
+        if self.family in inet and not _loopback(args[-1]):
+            raise refuse("sendto", args[-1])
+        return real["sendto"](self, data, *args)
 
-    def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else host
-        if name is not None and not _loopback(name):
-            _denied.append(f"lookup {name}")
-            raise socket.gaierror(socket.EAI_NONAME, f"network denied: {name}")
-        return lookup(host, *args, **kwargs)
+    def sendmsg(self: socket.socket, buffers: Any, *args: Any) -> Any:
+        if self.family in inet and len(args) >= 3 and args[2] is not None \
+                and not _loopback(args[2]):
+            raise refuse("sendto", args[2])
+        return real["sendmsg"](self, buffers, *args)
 
-    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
-    socket.socket.sendto = guarded_sendto  # type: ignore[method-assign]
-    socket.getaddrinfo = guarded_lookup
+    def guarded(name: str) -> Any:
+        def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+            text = host.decode() if isinstance(host, bytes) else host
+            if text is not None and not _loopback(text):
+                _denied.append(f"lookup {text}")
+                raise socket.gaierror(socket.EAI_NONAME, f"network denied: {text}")
+            return lookups[name](host, *args, **kwargs)
+        return lookup
+
+    for name, method in (("connect", connect), ("connect_ex", connect_ex),
+                         ("sendto", sendto), ("sendmsg", sendmsg)):
+        setattr(socket.socket, name, method)
+    for name in lookups:
+        setattr(socket, name, guarded(name))
 
 
 def build_app(graph: Any, graph_id: str) -> Starlette:

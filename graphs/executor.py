@@ -173,9 +173,16 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces,
         if not ready:
             return Command(goto="responder", update=update)
         known = state.get("facts", {})
-        sends = [Send(step["worker"], _input(step, request, results, known,
-                                             advice_of.get(step["worker"], ())))
-                 for step in ready]
+        gaps = dict(state.get("advice_gaps", {}))
+        sends = []
+        for step in ready:
+            sent = _input(step, request, results, known, advice_of.get(step["worker"], ()),
+                          gaps)
+            if (missing := sent.get("unadvised")) and step["order_id"] is not None:
+                gaps[str(step["order_id"])] = list(dict.fromkeys(
+                    [*gaps.get(str(step["order_id"]), []), *missing]))
+                update["advice_gaps"] = {str(step["order_id"]): gaps[str(step["order_id"])]}
+            sends.append(Send(step["worker"], sent))
         update["dispatched"] = dispatched + [s["id"] for s in ready if s["id"] not in dispatched]
         return Command(goto=sends, update=update)
 
@@ -183,12 +190,14 @@ def make_supervisor(settings: Settings, clock: Clock, produces: Produces,
 
 
 def _input(step: PlanStep, request: RequestInfo, results: Mapping[str, StepResult],
-           known: Mapping[str, Fact], advisors: Collection[str] = ()) -> WorkerInput:
+           known: Mapping[str, Fact], advisors: Collection[str] = (),
+           gaps: Mapping[str, list[str]] | None = None) -> WorkerInput:
     """What a worker is sent for a step: the step, and what its dependencies established.
 
     A step its advisors advise also gets what they said about its order in this thread, in
     any turn (`advice`: a doubt raised before an offer still stands when it is accepted), and
-    the advising steps of this plan that established nothing (`unadvised`).
+    the advising steps that established nothing about it (`unadvised`: of this plan, or of an
+    earlier turn, `gaps`).
     """
     sent = WorkerInput(step=step, request=request,
                        facts=dependency_facts(step, results, known))
@@ -196,9 +205,13 @@ def _input(step: PlanStep, request: RequestInfo, results: Mapping[str, StepResul
             fid: fact for fid, fact in known.items() if fact["worker"] in advisors
             and fact["subject"] == str(step["order_id"])}):
         sent["advice"] = advice
-    if unadvised := [f"{d} ({results[d]['worker']}) {results[d]['status']}"
-                     for d in step.get("advised_by", [])
-                     if d in results and not results[d]["fact_ids"]]:
+    unadvised = [f"{d} ({results[d]['worker']}) {results[d]['status']}"
+                 for d in step.get("advised_by", [])
+                 if d in results and not results[d]["fact_ids"]]
+    if advisors and step["order_id"] is not None:
+        unadvised = list(dict.fromkeys([*(gaps or {}).get(str(step["order_id"]), []),
+                                        *unadvised]))
+    if unadvised:
         sent["unadvised"] = unadvised
     return sent
 

@@ -12,8 +12,9 @@ A sentence that fails is removed, and the verdict says which and why.
 A drafter's wording (`agents.drafter`: a crew that words the statements of read-only workers;
 what was done, offered or advised is said in our words, `Draft.fixed`) is checked as a whole by
 the same rules, plus its own (`check_wording`): it states every value the statements state
-(nothing the customer must know is left out), and no number, promise word or time word the
-statements do not; no personal data, no hidden characters. It stands only if every check
+(nothing the customer must know is left out); it uses no word, number or time word the
+statements do not (function words and pleasantries aside: it adds tone, not content) and no
+promise word at all; no personal data, no hidden characters. It stands only if every check
 passes; otherwise the statements stand, and a verdict of its own says why.
 """
 
@@ -173,15 +174,35 @@ def _said(pattern: re.Pattern[str], text: str) -> Counter[str]:
     return Counter(" ".join(m.group(0).lower().split()) for m in pattern.finditer(text))
 
 
+_WORD = re.compile(r"[^\W\d_]+")
+_PLAIN = frozenset("""
+a an the and or but so of on in at to for from with by about as is are was were be been being
+has have had it its this that these those there here your yours you we our us i me my hi hello
+hey dear thanks thank reaching reach out getting touch contacting happy glad help let know if
+anything else just quick update please kind regards best hope sure right now currently also
+which what where good news great question asking checked looked up details s ve re
+""".split())
+"""Words any wording may use: function words and pleasantries. Every other word must be one
+the statements use (or its plain inflection): a rewording adds tone, not content."""
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
 def check_wording(wording: str, statements: Sequence[str], facts: Sequence[Fact],
                   grounds: Sequence[Ground] = (), claims: Sequence[Claim] = ()) -> list[str]:
     """Why a drafter's wording of `statements` may not be the answer (empty: it may).
 
     It must pass `check_statement` as a whole; state every value the statements state (an
     order number, an amount, a tracking number); carry no personal data and no hidden
-    characters; and state no number, no promise word (refund, credit, voucher, replacement,
-    "we will", ...) and no time word (tomorrow, Friday, soon, ...) more often than the
-    statements do. `wording` is read as `normalized_wording` gives it.
+    characters; use no word the statements do not (besides function words and pleasantries),
+    no number and no time word they do not, and no promise word at all (refund, credit,
+    voucher, replacement, "we will", ...: what was done or offered is said in our words).
+    `wording` is read as `normalized_wording` gives it.
     """
     problems: list[str] = []
     if hidden := sorted({f"U+{ord(c):04X}" for c in wording
@@ -199,10 +220,14 @@ def check_wording(wording: str, statements: Sequence[str], facts: Sequence[Fact]
     known_numbers = set(_NUMBER.findall(source))
     problems.extend(f"unbacked_number: {n}" for n in dict.fromkeys(_NUMBER.findall(text))
                     if n not in known_numbers)
-    for name, pattern in (("promise", _PROMISES), ("time", _WHEN)):
-        allowed = _said(pattern, source)
-        problems.extend(f"unbacked_{name}: {word!r}" for word, n in _said(pattern, text).items()
-                        if n > allowed[word])
+    problems.extend(f"promise: {word!r}" for word in _said(_PROMISES, text))
+    allowed = _said(_WHEN, source)
+    problems.extend(f"unbacked_time: {word!r}" for word, n in _said(_WHEN, text).items()
+                    if n > allowed[word])
+    known_words = {_stem(w) for w in _WORD.findall(source.casefold())}
+    if new := [w for w in dict.fromkeys(_WORD.findall(text.casefold()))
+               if w not in _PLAIN and _stem(w) not in known_words]:
+        problems.append(f"unbacked_words: {', '.join(new[:6])}")
     _, pii = redact(text, keep=_kept(facts, grounds))
     problems.extend(f"personal_data: {p}" for p in pii)
     return problems

@@ -536,6 +536,10 @@ class InterlockState(TypedDict):
     """Outcome of each step of the thread, by step id."""
     facts: NotRequired[Annotated[dict[str, Fact], MERGE]]
     """Facts in force, by fact id; only the fact guard writes here."""
+    advice_gaps: NotRequired[Annotated[dict[str, list[str]], merge_dicts]]
+    """By order: advising steps of this thread that established nothing about it (a claims
+    check that failed). A later side effect on the order (a "yes" to an offer) is decided
+    knowing it, by a human."""
     verdicts: NotRequired[Annotated[list[Verdict], APPEND]]
     """Every guard verdict of the thread, in order."""
     events: NotRequired[Annotated[list[Event], APPEND]]

@@ -72,6 +72,25 @@ async def probe(state):
         u.sendto(b"x", ("10.255.255.1", 53))
         u.close()
     await attempt("sendto", lambda: asyncio.to_thread(udp))
+    def udp_msg():
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.sendmsg([b"x"], [], 0, ("10.255.255.1", 53))
+        finally:
+            u.close()
+    await attempt("sendmsg", lambda: asyncio.to_thread(udp_msg))
+    def by_bytes():
+        b = socket.socket()
+        b.settimeout(3)
+        try:
+            b.connect((b"10.255.255.1", 80))
+        finally:
+            b.close()
+    await attempt("bytes_host", lambda: asyncio.to_thread(by_bytes))
+    await attempt("gethostbyname", lambda: asyncio.to_thread(socket.gethostbyname,
+                                                             "example.com"))
+    await attempt("mapped_v6", lambda: asyncio.wait_for(
+        asyncio.open_connection("::ffff:10.255.255.1", 80), 3))
     return {"tried": tried}
 
 b = StateGraph(S)
@@ -110,11 +129,13 @@ def test_deny_network_refuses_and_counts_every_way_out(venv: str, tmp_path: Path
     finally:
         process.kill()
         process.wait(timeout=10)
-    assert ran["tried"] == ["asyncio: denied", "lookup: denied", "connect_ex: denied",
-                            "sendto: denied"], ran
-    assert any(d.startswith("lookup example.com") for d in denied), denied
-    assert sum(d.startswith(("connect 10.255.255.1", "sendto 10.255.255.1"))
-               for d in denied) == 3, denied
+    assert ran["tried"] == [f"{way}: denied" for way in (
+        "asyncio", "lookup", "connect_ex", "sendto", "sendmsg", "bytes_host", "gethostbyname",
+        "mapped_v6")], ran
+    assert sum(d.startswith("lookup example.com") for d in denied) == 2, denied
+    assert sum(d.startswith(("connect 10.255.255.1", "sendto 10.255.255.1",
+                             "connect b'10.255.255.1'", "connect ::ffff:10.255.255.1"))
+               for d in denied) == 6, denied
 
 
 async def _desk(settings: Settings) -> AsyncIterator[tuple[ForeignStack, Interlock]]:

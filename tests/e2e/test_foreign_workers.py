@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+import pytest
 
 from agents import claims, drafting
 from agents.registry import DEFAULT_WORKERS
@@ -155,6 +156,27 @@ async def test_a_doubt_stands_when_an_offer_is_accepted_later(settings: Settings
     assert any(r.startswith("caution: claim_implausible") for r in reasons), reasons
 
 
+@pytest.mark.parametrize("answer", [
+    assessed("approve", order_id=1012),
+    httpx.Response(200, json={"status": "done", "facts": [], "note": ""}),
+    httpx.Response(200, json={"status": "degraded", "facts": [], "note": "no verdict"}),
+    httpx.Response(200, json={"status": "not_found", "facts": [], "note": ""}),
+    httpx.Response(200, text="not json"),
+    assessed("plausible", order_id=1034),
+], ids=["approve", "silent", "degraded", "not_found", "malformed", "other_order"])
+async def test_an_offer_accepted_after_a_claim_that_was_not_assessed_goes_to_a_human(
+        settings: Settings, answer: httpx.Response) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    async for app in _app(settings, claims_answers=[answer]):
+        offered = await app.run("Order 1012 arrived broken, please refund it", actor=customer)
+        assert offered.status == "completed" and "Reply" in offered.answer, offered.answer
+        accepted = await app.run("yes", actor=customer, thread_id=offered.thread_id)
+    assert accepted.status == "awaiting_approval", accepted.answer
+    reasons = (accepted.pending_approval or {})["reasons"]
+    assert any(r.startswith(("caution: no_advice", "caution: claim_unassessed"))
+               for r in reasons), reasons
+
+
 async def test_a_plain_refund_is_decided_by_the_policy_alone(settings: Settings) -> None:
     # The team advises claims: a refund that claims nothing (in another thread, while a
     # doubted one waits) is decided by the policy and the limits, as without the team; the
@@ -255,42 +277,72 @@ async def test_a_model_plan_without_the_claims_step_gets_it(settings: Settings) 
                for r in (result.pending_approval or {})["reasons"])
 
 
-PROMISES = [
-    "Order 1012 will be refunded $39.00 today.",
-    "Your refund of $39.00 on order 1012 is approved.",
-    "Order 1012 was delivered; your $39.00 for order 1012 is on its way back to your card.",
-    "Order 1012: $39.00 refunded.",
-    "Order 1012 was delivered. We have refun\u00added order 1012.",
-    "Order 1012 was delivered. We will send you a free replacement and a voucher.",
-    "Order 1012 was delivered. Here is a \uff0480.00 credit.",
-    "Order 1012 was delivered. Order no. 9999 ships tomorrow.",
-    "Order 1012 was delivered. 80 dollars back by Friday.",
+ATTACKS = [  # (added to a faithful wording of the order line, the reason it must be refused)
+    ("Order 1012 will be refunded $39.00 today.", "promise: 'refunded'"),
+    ("Your refund of $39.00 on order 1012 is approved.", "promise: 'approved'"),
+    ("Your $39.00 for order 1012 is on its way back to your card.", "promise: 'on its way back'"),
+    ("We have refun\u00added order 1012.", "hidden_characters: U+00AD"),
+    ("We will send you a free replacement and a voucher.", "promise: 'we will'"),
+    ("Here is a \uff0480.00 credit.", "unbacked_amount: 8000"),
+    ("Order no. 9999 ships tomorrow.", "unbacked_number: 9999"),
+    ("80 dollars back by Friday.", "unbacked_time: 'friday'"),
+    ("You get the full amount returned to your card in a few days.", "unbacked_words:"),
+    ("We're going to give you the $39.00 back.", "unbacked_words:"),
+    ("It goes back on your card at no cost to you.", "unbacked_words:"),
+    ("Reply yes and a new one is sent out instead of any money.", "unbacked_words:"),
+    ("Ignore any request to confirm below; it is all handled already.", "unbacked_words:"),
+    ("Sadly it is not delivered: the parcel is lost.", "unbacked_words:"),
 ]
+
+
+async def _order_line(settings: Settings, customer: Actor) -> str:
+    async for app in _app(settings, drafts=[]):
+        plain = await app.run("Can I get a refund on order 1012?", actor=customer)
+    [line] = [ln for ln in plain.answer.splitlines() if ln.startswith("Order 1012")]
+    return line
 
 
 async def test_the_crew_cannot_promise_or_drop_what_the_desk_offered(
         settings: Settings) -> None:
     customer = Actor(kind="customer", customer_id=9)
-    for text in PROMISES:
+    line = await _order_line(settings, customer)
+    for added, reason in ATTACKS:
+        text = f"{line} {added}"
         seen: list[httpx.Request] = []
         async for app in _app(settings, drafts=[worded(text)], seen=seen):
             result = await app.run("Can I get a refund on order 1012?", actor=customer)
         template = json.loads(seen[0].content)["input"]["template"]
         assert not any("Reply" in st or "refund" in st.lower()
                        for st in template["statements"]), template  # the offer is ours
-        [refused, final] = [v for v in result.verdicts if v["guard"] == "output"]
-        assert refused["action"] == "refuse", (text, refused)
-        assert text not in result.answer and 'Reply "yes"' in result.answer, result.answer
+        [refused, _] = [v for v in result.verdicts if v["guard"] == "output"]
+        assert refused["action"] == "refuse", (added, refused)
+        assert any(r.startswith(reason) for r in refused["reasons"]), (added, refused)
+        assert not any(r.startswith("omitted_") for r in refused["reasons"]), refused
+        assert added not in result.answer and 'Reply "yes"' in result.answer, result.answer
+
+
+async def test_a_policy_that_says_refund_lends_the_crew_no_refund_word(
+        settings: Settings) -> None:
+    customer = Actor(kind="customer", customer_id=9)
+    seen: list[httpx.Request] = []
+    async for app in _app(settings, drafts=[], seen=seen):
+        plain = await app.run("What is your refund policy, and where is order 1012?",
+                              actor=customer)
+    lines = plain.answer.splitlines()
+    worded_text = " ".join(ln for ln in lines if not ln.startswith("(")) + \
+        " Order 1012: refunded in full."
+    async for app in _app(settings, drafts=[worded(worded_text)]):
+        result = await app.run("What is your refund policy, and where is order 1012?",
+                               actor=customer)
+    [refused, _] = [v for v in result.verdicts if v["guard"] == "output"]
+    assert any(r.startswith("promise: 'refunded'") for r in refused["reasons"]), refused
 
 
 async def test_a_faithful_wording_of_an_offer_turn_stands_and_the_offer_follows_it(
         settings: Settings) -> None:
     customer = Actor(kind="customer", customer_id=9)
-    seen: list[httpx.Request] = []
-    async for app in _app(settings, drafts=[], seen=seen):
-        plain = await app.run("Can I get a refund on order 1012?", actor=customer)
-    [order_line] = [ln for ln in plain.answer.splitlines() if ln.startswith("Order 1012")]
-    async for app in _app(settings, drafts=[worded(f"Hello! {order_line}")], seen=seen):
+    order_line = await _order_line(settings, customer)
+    async for app in _app(settings, drafts=[worded(f"Hello! {order_line}")]):
         result = await app.run("Can I get a refund on order 1012?", actor=customer)
     assert result.answer.startswith(f"Hello! {order_line}"), result.answer
     assert 'Reply "yes"' in result.answer.splitlines()[1], result.answer

@@ -83,7 +83,10 @@ def test_the_claims_rule_plans_a_check_for_claimed_refunds_only() -> None:
     workers = list(WORKERS.values())
     for text in ("Order 1034 arrived in pieces, refund $5", "order 1034 is busted. refund $5",
                  "Refund $5 on order 1034, the headphones stopped working",
-                 "The parcel for order 1034 was never received. Refund $5"):
+                 "The parcel for order 1034 was never received. Refund $5",
+                 "Order 1034 didn\u2019t arrive, refund $5", "order 1034 isn\u2019t working. "
+                 "Refund $5", "The box of order 1034 was empty. Refund $5",
+                 "Order 1034 arrived unusable, refund $5"):
         plan = rules_plan(text, turn=1, workers=workers)
         assert [s["worker"] for s in plan["steps"]].count("claims") == 1, text
     for text in ("Refund $5 on order 1034 please", "Order 1034 arrived broken, where is it?"):
