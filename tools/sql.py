@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +65,29 @@ class Database(Protocol):
         """Let go of its connections."""
 
 
+_WAL_SWITCH = threading.Lock()
+
+
+def _wal(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """Put the file in WAL mode.
+
+    Switching the journal mode takes the database's exclusive lock and SQLite's busy timeout
+    does not cover it: threads opening a new file together get "database is locked" at once.
+    One thread of this process switches at a time, and a switch that meets another process's
+    lock waits for it, up to `wait_s` (a local file's set-up, not a dependency call).
+    """
+    deadline = time.monotonic() + wait_s
+    with _WAL_SWITCH:
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+
 class SqliteDatabase:
     """A SQLite file in WAL mode, one connection per thread."""
 
@@ -87,7 +111,7 @@ class SqliteDatabase:
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute("BEGIN IMMEDIATE")  # one connection at a time creates or migrates
             try:
                 conn.execute(self._schema)
