@@ -161,7 +161,10 @@ def build_app(graph: Any, graph_id: str) -> Starlette:
 
     async def wait(request: Request) -> JSONResponse:
         too_large = JSONResponse({"detail": "body too large"}, status_code=413)
-        if int(request.headers.get("content-length") or 0) > _MAX_BODY:
+        declared = request.headers.get("content-length") or "0"
+        if not declared.isdigit():
+            return JSONResponse({"detail": "bad Content-Length"}, status_code=400)
+        if int(declared) > _MAX_BODY:
             return too_large
         raw = b""
         async for chunk in request.stream():  # a chunked body is counted as it comes
