@@ -30,6 +30,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agents.remote import RemoteWorkerClient
+from graphs.core.answers import wordable
 from graphs.core.clock import parse_iso
 from graphs.core.state import Draft, Event, InterlockContext, InterlockState, Wording
 from tools.dependencies import Dependency
@@ -39,7 +40,7 @@ from tools.policy import DependencyPolicy
 from tools.spans import thread_of
 from tools.toolbox import Toolbox
 
-__all__ = ["Drafter", "DraftFn", "WordingFailed", "remote_drafter"]
+__all__ = ["Drafter", "DraftFn", "WordingFailed", "draft_context", "remote_drafter"]
 
 _MAX_TEXT = 4000
 """Longer wording is outside the contract (the template's answers are a few lines)."""
@@ -67,6 +68,20 @@ class Drafter:
     build: Callable[[Toolbox], DraftFn]
 
 
+def draft_context(state: InterlockState, toolbox: Toolbox,
+                  runtime: Runtime[InterlockContext]) -> CallContext:
+    """The call context of a drafter's calls: step `t<turn>.draft`, to the request's deadline.
+
+    A resumed run's own deadline (the run context's) stands in for the request's, if it has one.
+    """
+    request = state["request"]
+    context = runtime.context
+    deadline = context.deadline_at if context is not None and context.deadline_at \
+        else request["deadline_at"]
+    return CallContext.until(parse_iso(deadline), toolbox.clock,
+                             step_id=f"t{request['turn']}.draft", thread_id=thread_of(runtime))
+
+
 def remote_drafter(*, name: str, graph_id: str, description: str,
                    policy: DependencyPolicy | None = None) -> tuple[Dependency, Drafter]:
     """The dependency and the drafter for a drafting graph served elsewhere."""
@@ -82,17 +97,11 @@ def remote_drafter(*, name: str, graph_id: str, description: str,
         async def draft(state: InterlockState, template: Draft,
                         runtime: Runtime[InterlockContext], events: list[Event]) -> Wording:
             request = state["request"]
-            step_id = f"t{request['turn']}.draft"
-            context = runtime.context
-            deadline = context.deadline_at if context is not None and context.deadline_at \
-                else request["deadline_at"]  # a resumed run's own deadline, if it has one
-            ctx = CallContext.until(parse_iso(deadline), toolbox.clock, step_id=step_id,
-                                    thread_id=thread_of(runtime))
+            ctx = draft_context(state, toolbox, runtime)
             payload: dict[str, Any] = {
-                "step": {"id": step_id, "worker": name},
+                "step": {"id": ctx.step_id, "worker": name},
                 "request": {"text": request["text"], "turn": request["turn"]},
-                "template": {"statements": [s for s in template["statements"]
-                                            if s not in template.get("fixed", [])],
+                "template": {"statements": wordable(template),
                              "notices": list(template["notices"])}}
             origin = request.get("origin") or request["message_id"]
             asked = json.dumps(payload, sort_keys=True, default=str)

@@ -41,13 +41,11 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 from langgraph.runtime import Runtime
 
-from agents.drafter import Drafter, DraftFn, WordingFailed
-from graphs.core.clock import parse_iso
+from agents.drafter import Drafter, DraftFn, WordingFailed, draft_context
+from graphs.core.answers import wordable
 from graphs.core.state import Draft, Event, InterlockContext, InterlockState, Wording
 from tools.adapters import GovernedRefusal, GovernedTransport, calling
-from tools.governor import CallContext
 from tools.model import sdk_error
-from tools.spans import thread_of
 from tools.toolbox import Toolbox
 
 if TYPE_CHECKING:
@@ -171,15 +169,8 @@ def build(toolbox: Toolbox) -> DraftFn:
         from agent_framework.openai import RawOpenAIChatCompletionClient
 
         request = state["request"]
-        step_id = f"t{request['turn']}.draft"
-        context = runtime.context
-        deadline = context.deadline_at if context is not None and context.deadline_at \
-            else request["deadline_at"]  # a resumed run's own deadline, if it has one
-        ctx = CallContext.until(parse_iso(deadline), toolbox.clock, step_id=step_id,
-                                thread_id=thread_of(runtime))
-        fixed = template.get("fixed", [])  # said in our words: never reworded
-        statements = [s for s in template["statements"]
-                      if s.strip() and s not in fixed][:_MAX_ITEMS]
+        ctx = draft_context(state, toolbox, runtime)
+        statements = [s for s in wordable(template) if s.strip()][:_MAX_ITEMS]
         notices = [n for n in template["notices"] if n.strip()][:_MAX_ITEMS]
         # Every request the SDK sends goes through the governor as `model`; the SDK itself never
         # retries (max_retries=0), and the transport below it neither (httpx retries=0).

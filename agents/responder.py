@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from agents.base import WorkerSpec
 from agents.drafter import DraftFn, WordingFailed
 from agents.rules import unsupported_asks
-from graphs.core.answers import AnswerContext
+from graphs.core.answers import AnswerContext, wordable
 from graphs.core.state import (
     Draft,
     Event,
@@ -26,7 +26,7 @@ from graphs.core.state import (
     StepResult,
 )
 
-__all__ = ["compose", "make_responder", "wordable"]
+__all__ = ["compose", "make_responder"]
 
 
 def _what_we_do(workers: Sequence[WorkerSpec]) -> str:
@@ -106,12 +106,6 @@ def compose(state: InterlockState, workers: Sequence[WorkerSpec]) -> tuple[Draft
     if fixed:
         draft["fixed"] = fixed
     return draft, status
-
-
-def wordable(draft: Draft) -> list[str]:
-    """The statements a drafter may word: all but the `fixed` ones (said in our words)."""
-    fixed = draft.get("fixed", [])
-    return [s for s in draft["statements"] if s not in fixed]
 
 
 def make_responder(workers: Sequence[WorkerSpec], drafter: DraftFn | None = None, *,

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +33,8 @@ from graphs.core.errors import ConfigError
 from graphs.gateway import Gateway
 from graphs.keys import add_key
 from graphs.settings import Settings
+from tools.simulators.faults import FaultInjector, SimulatorStats
+from tools.simulators.serve import asgi_app, serving
 
 __all__ = ["QUIET", "ROOT", "ForeignServer", "ForeignStack", "ScriptedModel", "foreign_stack",
            "missing_environments", "start_server"]
@@ -49,7 +51,6 @@ _FACTS = re.compile(r"checked facts[^\n]*\n((?:- [^\n]*\n?)+)", re.IGNORECASE)
 _ORDER = re.compile(r"\border (\d{4,})")
 _SERVING = re.compile(r"^serving \S+ on (http://\S+)$", re.MULTILINE)
 
-Scope = MutableMapping[str, Any]
 
 
 def missing_environments() -> list[str]:
@@ -72,6 +73,9 @@ class ScriptedModel:
     throttled: set[str] = field(default_factory=set)
     down: set[str] = field(default_factory=set)
     calls: Counter[str] = field(default_factory=Counter)
+    faults: FaultInjector = field(default_factory=lambda: FaultInjector(None))
+    """None injected: its failures are by role (`throttled`, `down`)."""
+    stats: SimulatorStats = field(default_factory=SimulatorStats)
 
     @staticmethod
     def role(body: Mapping[str, Any]) -> str:
@@ -123,36 +127,25 @@ class ScriptedModel:
                      "usage": {"prompt_tokens": 1, "completion_tokens": 1,
                                "total_tokens": 2}}, {}
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        """The ASGI app: `POST /v1/chat/completions`, `GET /v1/models`."""
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        """`POST /v1/chat/completions` and `GET /v1/models` (served by `asgi_app`)."""
+        self.stats.calls += 1
         status: int
         payload: dict[str, Any]
         headers: dict[str, str]
-        if scope["path"].endswith("/models"):
+        if request.url.path.endswith("/models"):
             status, payload, headers = 200, {"object": "list", "data": [
                 {"id": "scripted", "object": "model", "created": 0, "owned_by": "interlock"}]}, {}
-        elif scope["path"].endswith("/chat/completions") and scope["method"] == "POST":
+        elif request.url.path.endswith("/chat/completions") and request.method == "POST":
             try:
-                request = json.loads(body or b"{}")
+                body = json.loads(request.content or b"{}")
             except ValueError:
-                request = {}
-            status, payload, headers = self.answer(request if isinstance(request, dict)
-                                                   else {})
+                body = {}
+            status, payload, headers = self.answer(body if isinstance(body, dict) else {})
         else:
             status, payload, headers = 404, {"error": {"message": "not found"}}, {}
-        data = json.dumps(payload).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items())]})
-        await send({"type": "http.response.body", "body": data})
+        self.stats.statuses[status] += 1
+        return httpx.Response(status, json=payload, headers=headers)
 
 
 @dataclass
@@ -196,20 +189,6 @@ class ForeignStack:
         return replace(settings, drafters=(drafting.DRAFTER,) if "drafting" in self.servers
                        else (), workers=(*base.workers, claims.SPEC)
                        if "claims" in self.servers else base.workers)
-
-
-async def _uvicorn(app: Any) -> tuple[Any, asyncio.Task[None], str]:
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    return server, task, f"http://{host}:{port}"
 
 
 def start_server(name: str, home: Path, gateway_url: str, key: str,
@@ -271,7 +250,7 @@ async def foreign_stack(settings: Settings, *, model: ScriptedModel | None = Non
     async with AsyncExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="interlock-foreign-"))
         home = home or Path(scratch)
-        model_url = await stack.enter_async_context(_serving(model))
+        model_url = (await stack.enter_async_context(serving(asgi_app(model)))).url
         gateway_settings = replace(settings, home=home / "gateway", model="openai:scripted",
                                    openai_base_url=f"{model_url}/v1",
                                    openai_api_key="scripted", api_keys_file=None)
@@ -279,7 +258,7 @@ async def foreign_stack(settings: Settings, *, model: ScriptedModel | None = Non
         _, key = add_key(gateway_settings.api_keys_path, STAFF, label="foreign agents")
         gateway = Gateway(gateway_settings)
         stack.push_async_callback(gateway.aclose)
-        gw_url = await stack.enter_async_context(_serving(gateway))
+        gw_url = (await stack.enter_async_context(serving(gateway))).url
         stack.callback(_stop_all, launched)
         started = await asyncio.gather(*(asyncio.to_thread(
             start_server, name, home, f"{gw_url}/v1", key, launched) for name in workers),
@@ -296,14 +275,3 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
-
-
-@asynccontextmanager
-async def _serving(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free loopback port for the block; yields its base URL."""
-    server, task, url = await _uvicorn(app)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        await task

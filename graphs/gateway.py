@@ -285,25 +285,17 @@ def _attributed(ctx: CallContext) -> dict[str, Any]:
 
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve the gateway until interrupted; prints its base URL (with `/v1`) once listening."""
-    import asyncio
     import sys
 
-    import uvicorn
-
     from graphs.tracing import configure_tracing
+    from tools.simulators.serve import serving
 
     configure_tracing()
     gateway = Gateway(settings)
-    server = uvicorn.Server(uvicorn.Config(gateway, host=host, port=port, log_level="warning",
-                                           lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
-        await asyncio.sleep(0.01)
-    if server.started:
-        bound = server.servers[0].sockets[0].getsockname()
-        print(f"http://{bound[0]}:{bound[1]}/v1", flush=True)
-        sys.stdout.flush()
     try:
-        await task
+        async with serving(gateway, host=host, port=port) as listening:
+            print(f"{listening.url}/v1", flush=True)
+            sys.stdout.flush()
+            await listening.stopped
     finally:
         await gateway.aclose()

@@ -28,7 +28,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
-from graphs.core.answers import Claim, Ground
+from graphs.core.answers import Claim, Ground, wordable
 from graphs.core.clock import Clock, iso
 from graphs.core.state import Draft, Fact, InterlockState, Verdict
 from guards.stages import Check, GuardStage, StageResult
@@ -262,9 +262,7 @@ def make_output_guard(clock: Clock, grounds: Sequence[Ground] = (),
         used: str | None = None
         fixed = draft.get("fixed", [])
         if worded is not None:
-            refused = check_wording(worded["text"], [st for st in draft["statements"]
-                                                     if st not in fixed],
-                                    facts, unique, claimed)
+            refused = check_wording(worded["text"], wordable(draft), facts, unique, claimed)
             if refused:
                 verdicts.append(Verdict(
                     guard=GUARD, passed=False, action="refuse",

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphs.core.state import Fact
+from graphs.core.state import Draft, Fact
 
 __all__ = ["MONEY", "AnswerContext", "Claim", "Ground", "cents_in", "fields_named", "money",
-           "plural"]
+           "plural", "wordable"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,3 +108,9 @@ def money(cents: int, currency: str | None = "USD") -> str:
 def plural(count: int, noun: str) -> str:
     """`1 step`, `3 steps`: a count with its noun (regular plurals only)."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def wordable(draft: Draft) -> list[str]:
+    """The statements a drafter may word: all but the `fixed` ones (said in our words)."""
+    fixed = draft.get("fixed", [])
+    return [s for s in draft["statements"] if s not in fixed]

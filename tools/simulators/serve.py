@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import fields
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ from tools.dependencies import Simulator
 from tools.policy import FaultSpec
 from tools.simulators.payments import PaymentsSimulator
 
-__all__ = ["asgi_app", "build_simulator", "serve"]
+__all__ = ["Listening", "asgi_app", "build_simulator", "serve", "serving"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -89,21 +90,44 @@ def asgi_app(sim: Simulator) -> Callable[[Scope, Receive, Send], Awaitable[None]
     return app
 
 
-async def serve(dependency: str, settings: ToolSettings, *, host: str = "127.0.0.1",
-                port: int = 0) -> None:
-    """Serve one simulator until interrupted; prints its base URL once listening."""
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """An ASGI app served in this process: where it listens, and the server's task."""
+
+    url: str
+    """`http://host:port`."""
+    stopped: asyncio.Task[None]
+    """Ends when the server stops (await it to serve until interrupted)."""
+
+
+@asynccontextmanager
+async def serving(app: Any, *, host: str = "127.0.0.1", port: int = 0
+                  ) -> AsyncIterator[Listening]:
+    """Serve an ASGI app with uvicorn in this process for the block (port 0: a free one)."""
     import uvicorn
 
-    sim = build_simulator(dependency, settings)
-    config = uvicorn.Config(asgi_app(sim), host=host, port=port, log_level="warning",
-                            lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           lifespan="off", access_log=False))
     task = asyncio.create_task(server.serve())
     # uvicorn.Server exposes only a `started` flag, no event to wait on.
     while not server.started and not task.done():  # noqa: ASYNC110
         await asyncio.sleep(0.01)
-    if server.started:
-        bound = server.servers[0].sockets[0].getsockname()
-        print(f"http://{bound[0]}:{bound[1]}", flush=True)
+    if not server.started:
+        task.result()  # what stopped it (a port in use)
+        raise RuntimeError(f"the server did not start on {host}:{port}")
+    bound = server.servers[0].sockets[0].getsockname()
+    try:
+        yield Listening(url=f"http://{bound[0]}:{bound[1]}", stopped=task)
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def serve(dependency: str, settings: ToolSettings, *, host: str = "127.0.0.1",
+                port: int = 0) -> None:
+    """Serve one simulator until interrupted; prints its base URL once listening."""
+    sim = build_simulator(dependency, settings)
+    async with serving(asgi_app(sim), host=host, port=port) as listening:
+        print(listening.url, flush=True)
         sys.stdout.flush()
-    await task
+        await listening.stopped
